@@ -1,0 +1,274 @@
+//! The audit log (SPEC §8): one JSON object per line per connection/request decision.
+//!
+//! Written off the request path: [`AuditLog::record`] only sends the event down a
+//! channel; a dedicated thread serialises and appends, flushing whenever the channel is
+//! drained. The channel is unbounded on purpose: dropping audit events under load would
+//! blind the user exactly when it matters, and an event is a few hundred bytes.
+//! Never a header value, never a query string, never a secret: the [`Event`] type has no
+//! field that could hold one.
+
+use std::fs::OpenOptions;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// What an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A CONNECT decision (and, when refused or intercepted, its outcome).
+    Connect,
+    /// One HTTP request (plain HTTP, or inside an intercepted connection).
+    Request,
+    /// A finished tunnel, with its byte counts.
+    Tunnel,
+}
+
+/// The decision recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Allowed and forwarded or tunnelled.
+    Allow,
+    /// Refused or failed.
+    Deny,
+    /// Allowed, and TLS terminated by keygate.
+    Intercept,
+}
+
+/// One audit event. Field names are the contract of SPEC §8.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// RFC 3339 UTC timestamp, set by [`Event::new`].
+    pub ts: String,
+    /// Proxy-auth username if given, else the peer address.
+    pub client: String,
+    /// What the event is about.
+    pub kind: Kind,
+    /// Upstream host (normalised), when known.
+    pub host: Option<String>,
+    /// Upstream port, when known.
+    pub port: Option<u16>,
+    /// HTTP method, for requests and CONNECTs.
+    pub method: Option<String>,
+    /// Request path with the query removed.
+    pub path: Option<String>,
+    /// The decision.
+    pub decision: Verdict,
+    /// Why (a refusal's or failure's one-line reason, or what allowed it).
+    pub reason: Option<String>,
+    /// The secret swapped in, by name.
+    pub secret: Option<String>,
+    /// HTTP status returned to the client, when there was one.
+    pub status: Option<u16>,
+    /// Bytes from client to upstream.
+    pub bytes_up: u64,
+    /// Bytes from upstream to client.
+    pub bytes_down: u64,
+    /// Duration in milliseconds.
+    pub ms: u64,
+}
+
+impl Event {
+    /// A new event stamped now; the rest is filled in by the caller.
+    pub fn new(client: impl Into<String>, kind: Kind, decision: Verdict) -> Event {
+        let ts = OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"));
+        Event {
+            ts,
+            client: client.into(),
+            kind,
+            host: None,
+            port: None,
+            method: None,
+            path: None,
+            decision,
+            reason: None,
+            secret: None,
+            status: None,
+            bytes_up: 0,
+            bytes_down: 0,
+            ms: 0,
+        }
+    }
+}
+
+/// Removes the query (and fragment) from a request target, for the `path` field.
+pub fn path_without_query(target: &str) -> String {
+    let end = target.find(['?', '#']).unwrap_or(target.len());
+    target[..end].to_string()
+}
+
+/// Handle to the audit writer; cheap to clone. Dropping every handle stops the writer.
+#[derive(Clone, Debug)]
+pub struct AuditLog {
+    tx: Option<mpsc::Sender<Message>>,
+}
+
+#[derive(Debug)]
+enum Message {
+    Event(Box<Event>),
+    /// Answered once everything queued before it is written and flushed.
+    Flush(mpsc::Sender<()>),
+}
+
+/// Joins the writer thread once every [`AuditLog`] handle is gone.
+#[derive(Debug)]
+pub struct AuditWriter(Option<JoinHandle<()>>);
+
+impl AuditWriter {
+    /// Waits for every queued event to be written.
+    pub fn finish(mut self) {
+        if let Some(handle) = self.0.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl AuditLog {
+    /// Appends to `path` (created 0600 if missing).
+    pub fn open(path: &Path) -> io::Result<(AuditLog, AuditWriter)> {
+        let mut options = OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, crate::home::FILE_MODE);
+        let file = options.open(path)?;
+        Ok(AuditLog::to_writer(file))
+    }
+
+    /// Writes events to any sink (tests use a pipe or a buffer).
+    pub fn to_writer(sink: impl Write + Send + 'static) -> (AuditLog, AuditWriter) {
+        let (tx, rx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("keygate-audit".into())
+            .spawn(move || write_loop(rx, sink))
+            .ok();
+        (AuditLog { tx: Some(tx) }, AuditWriter(handle))
+    }
+
+    /// An audit log that records nothing (embedded use without a home).
+    pub fn disabled() -> AuditLog {
+        AuditLog { tx: None }
+    }
+
+    /// Queues an event; never blocks.
+    pub fn record(&self, event: Event) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Message::Event(Box::new(event)));
+        }
+    }
+
+    /// Waits (at most `timeout`) until every event queued so far is on disk. Returns
+    /// false on timeout. For shutdown, when lingering tasks may still hold handles.
+    pub fn flush(&self, timeout: std::time::Duration) -> bool {
+        let Some(tx) = &self.tx else { return true };
+        let (ack_tx, ack_rx) = mpsc::channel();
+        if tx.send(Message::Flush(ack_tx)).is_err() {
+            return false;
+        }
+        ack_rx.recv_timeout(timeout).is_ok()
+    }
+}
+
+fn write_loop(rx: mpsc::Receiver<Message>, sink: impl Write) {
+    let mut out = BufWriter::new(sink);
+    while let Ok(first) = rx.recv() {
+        let mut waiting = Vec::new();
+        let mut next = Some(first);
+        while let Some(message) = next {
+            match message {
+                Message::Event(event) => {
+                    if let Err(e) = write_event(&mut out, &event) {
+                        tracing::error!("cannot write the audit log: {e}");
+                    }
+                }
+                Message::Flush(ack) => waiting.push(ack),
+            }
+            next = rx.try_recv().ok();
+        }
+        if let Err(e) = out.flush() {
+            tracing::error!("cannot flush the audit log: {e}");
+        }
+        for ack in waiting {
+            let _ = ack.send(());
+        }
+    }
+}
+
+fn write_event(out: &mut impl Write, event: &Event) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, event)?;
+    out.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn writes_one_json_object_per_line_with_the_contract_fields() {
+        let sink = Shared::default();
+        let (log, writer) = AuditLog::to_writer(sink.clone());
+        let mut e = Event::new("127.0.0.1:5000", Kind::Request, Verdict::Deny);
+        e.host = Some("evil.example".into());
+        e.port = Some(443);
+        e.path = Some(path_without_query("/x?token=abc"));
+        e.status = Some(403);
+        log.record(e.clone());
+        log.record(e);
+        assert!(log.flush(std::time::Duration::from_secs(5)));
+        drop(log);
+        writer.finish();
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        for key in [
+            "ts",
+            "client",
+            "kind",
+            "host",
+            "port",
+            "method",
+            "path",
+            "decision",
+            "reason",
+            "secret",
+            "status",
+            "bytes_up",
+            "bytes_down",
+            "ms",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["kind"], "request");
+        assert_eq!(v["decision"], "deny");
+        assert_eq!(v["path"], "/x");
+        assert!(!text.contains("token"));
+    }
+
+    #[test]
+    fn path_without_query_strips_query_and_fragment() {
+        assert_eq!(path_without_query("/a/b?c=d#e"), "/a/b");
+        assert_eq!(path_without_query("/a#e"), "/a");
+        assert_eq!(path_without_query("/"), "/");
+    }
+}

@@ -1,0 +1,143 @@
+//! Command-line definitions (clap derive) and nothing else.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use keygate::config::{Intercept, ResolveRule};
+use keygate::policy::{HostPattern, Mode};
+
+/// keygate: a local proxy that keeps real API keys out of AI agents' sandboxes.
+#[derive(Debug, Parser)]
+#[command(name = "keygate", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// State directory [default: $KEYGATE_HOME, else ~/.config/keygate]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log line format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines
+    Text,
+    /// One JSON object per line
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy in the foreground
+    Start(StartArgs),
+    /// Manage the local certificate authority
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Validate the configuration and print the effective policy (exit 0 valid, 2 invalid)
+    Check(CheckArgs),
+}
+
+/// Flags of `keygate start` (they add to or override keygate.yaml).
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Listen address [default: listen in keygate.yaml, else 127.0.0.1:8877]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// Policy flags shared by `start` and `check`.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Also allow this host pattern (repeatable), e.g. '*.example.com' or 'host:8443'
+    #[arg(long, value_name = "PATTERN")]
+    pub allow: Vec<HostPattern>,
+    /// Refuse this host pattern (repeatable); deny wins over everything
+    #[arg(long, value_name = "PATTERN")]
+    pub deny: Vec<HostPattern>,
+    /// Network mode: trusted (embedded list + allow), none or custom (allow only)
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Terminate TLS for hosts with a secret only, or for every allowed host
+    #[arg(long, value_enum)]
+    pub intercept: Option<InterceptArg>,
+    /// Connect to IP:PORT when the upstream is HOST:PORT (repeatable); SNI and
+    /// certificate checks still use HOST
+    #[arg(long, value_name = "HOST:PORT=IP:PORT")]
+    pub resolve: Vec<ResolveRule>,
+    /// Extra trusted root for upstream verification, PEM (repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Vec<PathBuf>,
+}
+
+/// `keygate check` takes the same policy flags as `start`, to check a command line.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Listen address to check
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    Trusted,
+    None,
+    Custom,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Trusted => Mode::Trusted,
+            ModeArg::None => Mode::None,
+            ModeArg::Custom => Mode::Custom,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum InterceptArg {
+    Secrets,
+    All,
+}
+
+impl From<InterceptArg> for Intercept {
+    fn from(i: InterceptArg) -> Intercept {
+        match i {
+            InterceptArg::Secrets => Intercept::Secrets,
+            InterceptArg::All => Intercept::All,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create the CA if it is missing
+    Init {
+        /// Replace an existing CA (clients must trust the new one)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the path of the CA certificate
+    Path {
+        /// Print the path of ca/bundle.pem (system roots + keygate CA) instead
+        #[arg(long)]
+        bundle: bool,
+    },
+    /// Write the CA certificate (public part only) to a file
+    Export {
+        /// Destination file, or - for standard output
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}

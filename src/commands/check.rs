@@ -1,0 +1,105 @@
+//! `keygate check`: validate the configuration and print the effective policy.
+
+use std::fmt::Write as _;
+
+use keygate::config::Config;
+use keygate::home::Home;
+use keygate::policy::{HostPattern, Mode, Policy};
+
+use super::{Failure, load_config, overrides};
+use crate::cli::CheckArgs;
+
+/// Hosts deliberately left out of the trusted list (SPEC Appendix A).
+const NOT_TRUSTED: &str = "*.cloudfront.net, *.vercel.app, *.netlify.app, *.supabase.co, gist.github.com, *.ngrok.io, pastebins";
+
+pub fn run(home: &Home, args: CheckArgs) -> Result<(), Failure> {
+    let config = load_config(home, overrides(args.listen, args.policy))?;
+    for ca in &config.upstream_ca {
+        if !ca.is_file() {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "upstream.ca: {} does not exist or is not a file",
+                ca.display()
+            )));
+        }
+    }
+    let policy = config.policy(Vec::new());
+    print!("{}", describe(home, &config, &policy));
+    eprintln!("keygate: configuration is valid");
+    Ok(())
+}
+
+fn list(out: &mut String, title: &str, patterns: &[HostPattern]) {
+    let _ = writeln!(out, "{title}:");
+    if patterns.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for p in patterns {
+        let _ = writeln!(out, "  - {p}");
+    }
+}
+
+/// The effective policy, in the order it is applied.
+pub fn describe(home: &Home, config: &Config, policy: &Policy) -> String {
+    let mut out = String::new();
+    let source = match &config.source {
+        Some(path) => path.display().to_string(),
+        None => format!(
+            "{} (absent: embedded defaults)",
+            home.config_file().display()
+        ),
+    };
+    let _ = writeln!(out, "config: {source}");
+    let _ = writeln!(out, "home: {}", home.root().display());
+    let _ = writeln!(out, "listen: {}", config.listen);
+    let _ = writeln!(out, "mode: {}", config.mode);
+    let _ = writeln!(out, "intercept: {}", config.intercept);
+    let private = match config.private_addresses {
+        keygate::policy::PrivateAddresses::Deny => "deny",
+        keygate::policy::PrivateAddresses::Allow => "allow",
+    };
+    let _ = writeln!(out, "private_addresses: {private}");
+    let _ = writeln!(
+        out,
+        "\nrules, in order (deny wins over everything; unknown hosts are denied):"
+    );
+    list(&mut out, "deny", &policy.deny);
+    list(
+        &mut out,
+        "secret hosts (always allowed)",
+        &policy.secret_hosts,
+    );
+    list(&mut out, "allow", &policy.allow);
+    match config.mode {
+        Mode::Trusted => list(&mut out, "trusted (embedded list)", policy.mode_patterns()),
+        Mode::None | Mode::Custom => {
+            let _ = writeln!(
+                out,
+                "trusted (embedded list): not used in mode {}",
+                config.mode
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "not trusted by default (anyone can publish there): {NOT_TRUSTED}"
+    );
+    let _ = writeln!(out, "\nupstream:");
+    for ca in &config.upstream_ca {
+        let _ = writeln!(out, "  extra root: {}", ca.display());
+    }
+    for r in &config.resolve {
+        let _ = writeln!(out, "  resolve: {}:{} -> {}", r.host, r.port, r.target);
+    }
+    match &config.upstream_proxy {
+        Some(p) => {
+            let _ = writeln!(out, "  proxy: http://{}:{}", p.host, p.port);
+            for n in &config.no_proxy {
+                let _ = writeln!(out, "  no_proxy: {n}");
+            }
+        }
+        None => {
+            let _ = writeln!(out, "  proxy: (none, direct connections)");
+        }
+    }
+    out
+}

@@ -1,0 +1,103 @@
+//! Command implementations: glue between the CLI and the library.
+
+mod ca;
+mod check;
+mod start;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use keygate::config::{Config, Overrides, RawConfig};
+use keygate::home::Home;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command, LogFormat, PolicyArgs};
+
+/// A failed command: the message, and the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    /// 1 runtime failure, 2 usage or configuration error.
+    pub code: u8,
+    /// What went wrong, with context.
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    /// A usage or configuration error (exit 2).
+    pub fn usage(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            code: 2,
+            error: error.into(),
+        }
+    }
+}
+
+/// Anything else is a runtime failure (exit 1).
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Failure {
+        Failure {
+            code: 1,
+            error: error.into(),
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    let home = Home::resolve(
+        cli.home,
+        std::env::var_os("KEYGATE_HOME").map(PathBuf::from),
+    )
+    .map_err(Failure::usage)?;
+    match cli.command {
+        Command::Start(args) => start::run(&home, args),
+        Command::Ca(cmd) => ca::run(&home, cmd),
+        Command::Check(args) => check::run(&home, args),
+    }
+}
+
+/// Logs go to stderr: info by default, -v debug, -vv trace; RUST_LOG wins.
+pub fn init_logging(verbose: u8, format: LogFormat) {
+    let default = match verbose {
+        0 => "keygate=info,warn",
+        1 => "keygate=debug,info",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Reads keygate.yaml (missing = defaults) and merges the flags. Errors are exit 2.
+pub fn load_config(home: &Home, overrides: Overrides) -> Result<Config, Failure> {
+    let path = home.config_file();
+    let (raw, source) = match std::fs::read_to_string(&path) {
+        Ok(text) => (
+            RawConfig::parse(&text, &path).map_err(Failure::usage)?,
+            Some(path),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (RawConfig::default(), None),
+        Err(e) => return Err(Failure::usage(anyhow!("{}: {e}", path.display()))),
+    };
+    Config::build(raw, source, overrides).map_err(Failure::usage)
+}
+
+/// The policy flags as config overrides.
+pub fn overrides(listen: Option<std::net::SocketAddr>, policy: PolicyArgs) -> Overrides {
+    Overrides {
+        listen,
+        allow: policy.allow,
+        deny: policy.deny,
+        mode: policy.mode.map(Into::into),
+        intercept: policy.intercept.map(Into::into),
+        resolve: policy.resolve,
+        upstream_ca: policy.upstream_ca,
+    }
+}

@@ -1,0 +1,77 @@
+//! `keygate start`: run the proxy in the foreground until SIGINT/SIGTERM.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use keygate::audit::AuditLog;
+use keygate::home::Home;
+use keygate::proxy::{self, Proxy};
+
+use super::{Failure, load_config, overrides};
+use crate::cli::StartArgs;
+
+/// How long exit waits for the audit log to reach the disk.
+const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
+    let config = load_config(home, overrides(args.listen, args.policy))?;
+    for ca in &config.upstream_ca {
+        if !ca.is_file() {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--upstream-ca/upstream.ca: {} does not exist or is not a file",
+                ca.display()
+            )));
+        }
+    }
+    home.ensure_dirs()
+        .with_context(|| format!("creating {}", home.root().display()))?;
+    super::ca::ensure_ca(home)?;
+    let (audit, writer) = AuditLog::open(&home.audit_log())
+        .with_context(|| format!("opening {}", home.audit_log().display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let listen = config.listen;
+    let policy = config.policy(Vec::new());
+    let result = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        eprintln!("keygate listening on http://{addr}");
+        let proxy = Proxy::new(config, policy, audit.clone());
+        proxy::run(proxy, listener, shutdown_signal()).await?;
+        anyhow::Ok(())
+    });
+    if !audit.flush(AUDIT_FLUSH_TIMEOUT) {
+        tracing::warn!("the audit log could not be flushed in time");
+    }
+    // Tasks still running after the grace period are dropped with the runtime; the
+    // writer thread is not joined, since a dropped task may not have released its handle.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    drop(writer);
+    result.map_err(Failure::from)
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

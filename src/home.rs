@@ -1,0 +1,184 @@
+//! `$KEYGATE_HOME` (SPEC §2) and every path under it; owner-only file creation.
+//!
+//! Resolution: `--home DIR` > `KEYGATE_HOME` > the platform config dir
+//! (`~/.config/keygate` on Linux). Only `main` resolves it; everything else is handed a
+//! [`Home`].
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Owner-only mode for keygate's directories.
+pub const DIR_MODE: u32 = 0o700;
+/// Owner-only mode for keygate's files (the CA key above all).
+pub const FILE_MODE: u32 = 0o600;
+/// Mode for public files meant to be read by other tools (the CA certificate, the bundle).
+pub const PUBLIC_FILE_MODE: u32 = 0o644;
+
+/// The keygate state directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    root: PathBuf,
+}
+
+/// Why no home directory could be chosen.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot find a config directory for keygate: set KEYGATE_HOME or pass --home DIR (HOME is not set?)"
+)]
+pub struct NoHomeError;
+
+impl Home {
+    /// Uses `root` as the home directory as is.
+    pub fn at(root: impl Into<PathBuf>) -> Home {
+        Home { root: root.into() }
+    }
+
+    /// `flag` > `env_value` (the value of `KEYGATE_HOME`) > the platform config dir.
+    pub fn resolve(flag: Option<PathBuf>, env_value: Option<PathBuf>) -> Result<Home, NoHomeError> {
+        let root = flag
+            .or(env_value.filter(|p| !p.as_os_str().is_empty()))
+            .or_else(|| dirs::config_dir().map(|d| d.join("keygate")))
+            .ok_or(NoHomeError)?;
+        Ok(Home { root })
+    }
+
+    /// The home directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// `keygate.yaml`: policy and listeners (optional).
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("keygate.yaml")
+    }
+    /// `secrets.yaml`: the secret registry (metadata only).
+    pub fn secrets_file(&self) -> PathBuf {
+        self.root.join("secrets.yaml")
+    }
+    /// `ca/`: the CA and the trust bundle.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.root.join("ca")
+    }
+    /// `ca/keygate-ca.pem`: the CA certificate (public).
+    pub fn ca_cert(&self) -> PathBuf {
+        self.ca_dir().join("keygate-ca.pem")
+    }
+    /// `ca/keygate-ca.key`: the CA private key (0600).
+    pub fn ca_key(&self) -> PathBuf {
+        self.ca_dir().join("keygate-ca.key")
+    }
+    /// `ca/bundle.pem`: system roots + the keygate CA.
+    pub fn bundle(&self) -> PathBuf {
+        self.ca_dir().join("bundle.pem")
+    }
+    /// `audit.jsonl`: one JSON object per decision.
+    pub fn audit_log(&self) -> PathBuf {
+        self.root.join("audit.jsonl")
+    }
+    /// `addons/`: the user's own provider recipes.
+    pub fn addons_dir(&self) -> PathBuf {
+        self.root.join("addons")
+    }
+
+    /// Creates the home directory and `ca/` (owner-only) if missing.
+    pub fn ensure_dirs(&self) -> io::Result<()> {
+        create_private_dir(&self.root)?;
+        create_private_dir(&self.ca_dir())
+    }
+}
+
+/// Creates `dir` and its parents; the leaf gets mode 0700 when it is created here.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE);
+    builder.create(dir)
+}
+
+/// Opens a brand-new file with `mode` set at creation (never chmod after writing).
+fn create_new_with_mode(path: &Path, mode: u32) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    options.open(path)
+}
+
+/// Writes `path` atomically: a temporary file beside it, created with `mode`, filled,
+/// synced, then renamed over `path`. A reader sees the old or the new file, never half.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let result = (|| {
+        let mut file = create_new_with_mode(&tmp, mode)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The permission bits of `path` that let someone other than the owner in, if any.
+#[cfg(unix)]
+pub fn group_or_other_bits(path: &Path) -> io::Result<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(fs::metadata(path)?.permissions().mode() & 0o077)
+}
+
+/// Always 0 where the platform has no Unix modes.
+#[cfg(not(unix))]
+pub fn group_or_other_bits(_path: &Path) -> io::Result<u32> {
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolution_order() {
+        let flag = Some(PathBuf::from("/flag"));
+        let env = Some(PathBuf::from("/env"));
+        assert_eq!(
+            Home::resolve(flag, env.clone()).unwrap().root(),
+            Path::new("/flag")
+        );
+        assert_eq!(Home::resolve(None, env).unwrap().root(), Path::new("/env"));
+        let default = Home::resolve(None, Some(PathBuf::new())).unwrap();
+        assert!(default.root().ends_with("keygate"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn atomic_write_sets_mode_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        write_atomic(&path, b"one", FILE_MODE).unwrap();
+        assert_eq!(group_or_other_bits(&path).unwrap(), 0);
+        write_atomic(&path, b"two", FILE_MODE).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_dirs_are_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("h"));
+        home.ensure_dirs().unwrap();
+        assert_eq!(group_or_other_bits(home.root()).unwrap(), 0);
+        assert_eq!(group_or_other_bits(&home.ca_dir()).unwrap(), 0);
+    }
+}

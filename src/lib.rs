@@ -1,0 +1,35 @@
+//! keygate: a local, TLS-intercepting, credential-injecting HTTP(S) proxy for AI coding
+//! agents and other sandboxed programs.
+//!
+//! # Layout
+//!
+//! Data flows one way, and the module tree follows it:
+//!
+//! ```text
+//! cli/config  ──▶  Config (immutable)  ──▶  proxy::run (listener)
+//!                                              │ per connection
+//!                                              ▼
+//!                                   policy::Policy::decide  ──▶ audit event
+//!                                              │
+//!                        ┌─────────────────────┼──────────────────────┐
+//!                        ▼                     ▼                      ▼
+//!                  proxy::tunnel        proxy::forward          (refusal: 403 +
+//!              (SNI check, copy)     (plain HTTP, streamed)    X-Keygate-Reason)
+//! ```
+//!
+//! * [`home`]: `$KEYGATE_HOME` and every path under it; owner-only file creation.
+//! * [`config`]: `keygate.yaml` + command-line flags → a validated [`config::Config`].
+//! * [`policy`]: host patterns, modes, the embedded trusted list, and the [`policy::Decision`].
+//! * [`ca`]: the local certificate authority and `ca/bundle.pem`.
+//! * [`audit`]: the JSONL audit log, written off the request path.
+//! * [`proxy`]: the listener, CONNECT tunnels and plain-HTTP forwarding.
+//!
+//! Dependency direction: `proxy` → `policy`, `ca`, `audit`; `config` and `policy` do no
+//! I/O; nothing imports `proxy`.
+
+pub mod audit;
+pub mod ca;
+pub mod config;
+pub mod home;
+pub mod policy;
+pub mod proxy;

@@ -1,0 +1,66 @@
+//! CONNECT: parse the authority, decide, connect upstream, answer 200, then tunnel.
+//!
+//! The upstream connection is made *before* the 200, so an unreachable or refused
+//! upstream is a 403/502/504 with a reason rather than a tunnel that dies at once.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::respond::{ProxyError, empty};
+use super::{Body, ClientInfo, Proxy, tunnel};
+use crate::audit::{Event, Kind, Verdict};
+use crate::policy::{Host, parse_authority};
+
+/// Handles one CONNECT request.
+pub async fn handle(
+    proxy: Arc<Proxy>,
+    client: ClientInfo,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let mut event = Event::new(client.to_string(), Kind::Connect, Verdict::Allow);
+    event.method = Some("CONNECT".into());
+    let raw_target = req.uri().to_string();
+    let (host, port) = match target(&req) {
+        Ok(target) => target,
+        Err(err) => return proxy.refuse(event, &err, &format!("CONNECT {raw_target}"), started),
+    };
+    event.host = Some(host.to_string());
+    event.port = Some(port);
+    let what = format!("CONNECT {host}:{port}");
+    let allowed = match proxy.policy.decide(&host, port) {
+        Ok(allowed) => allowed,
+        Err(refusal) => return proxy.refuse(event, &ProxyError::Refused(refusal), &what, started),
+    };
+    let upstream = match proxy.connector.connect(&host, port).await {
+        Ok(stream) => stream,
+        Err(e) => return proxy.refuse(event, &ProxyError::from(e), &what, started),
+    };
+    tracing::info!(client = %client, "{what}: tunnel ({allowed})");
+    event.reason = Some(allowed.to_string());
+    event.status = Some(StatusCode::OK.as_u16());
+    event.ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    proxy.audit.record(event);
+    let tunnel_proxy = proxy.clone();
+    proxy.tasks.spawn(async move {
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => tunnel::run(tunnel_proxy, client, upgraded, upstream, host, port).await,
+            Err(e) => tracing::debug!("{what}: the client left before the tunnel opened: {e}"),
+        }
+    });
+    Response::new(empty())
+}
+
+/// The CONNECT target as host and port; both are required.
+fn target(req: &Request<Incoming>) -> Result<(Host, u16), ProxyError> {
+    let authority = req
+        .uri()
+        .authority()
+        .ok_or_else(|| ProxyError::BadRequest("CONNECT needs a host:port target".into()))?;
+    parse_authority(authority.as_str(), None).map_err(|e| {
+        ProxyError::BadRequest(format!("CONNECT target `{}`: {e}", authority.as_str()))
+    })
+}

@@ -1,0 +1,108 @@
+//! Hop-by-hop header handling (RFC 9110 §7.6.1) and the client's identity.
+
+use base64::Engine;
+use http::HeaderMap;
+use http::header::{self, HeaderName};
+
+/// Headers that describe one hop, never the end-to-end message.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers, including every header named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // SECURITY: a header listed in Connection is meant for this hop only; forwarding it
+    // would let a client smuggle per-hop semantics (or a Proxy-* credential) upstream.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    // SECURITY: Proxy-Authorization carries the client's credential for keygate itself;
+    // it must never reach an upstream (SPEC §6).
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// The proxy-auth username, when the client sent `Proxy-Authorization: Basic`. Only the
+/// username is ever read: the password never leaves this function.
+pub fn proxy_auth_user(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::PROXY_AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let end = decoded
+        .iter()
+        .position(|b| *b == b':')
+        .unwrap_or(decoded.len());
+    let user = String::from_utf8(decoded[..end].to_vec()).ok()?;
+    let printable = !user.is_empty() && user.len() <= 128 && user.chars().all(|c| !c.is_control());
+    printable.then_some(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, X-Secret-Hop , close"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            "proxy-authorization",
+            HeaderValue::from_static("Basic dTpw"),
+        );
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("x-api-key", HeaderValue::from_static("dummy"));
+        h.insert("content-length", HeaderValue::from_static("3"));
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, vec!["content-length", "x-api-key"]);
+    }
+
+    #[test]
+    fn proxy_auth_username_only() {
+        let mut h = HeaderMap::new();
+        // "agent-7:hunter2"
+        h.insert(
+            "proxy-authorization",
+            HeaderValue::from_static("Basic YWdlbnQtNzpodW50ZXIy"),
+        );
+        assert_eq!(proxy_auth_user(&h).as_deref(), Some("agent-7"));
+        h.insert(
+            "proxy-authorization",
+            HeaderValue::from_static("Bearer abc"),
+        );
+        assert_eq!(proxy_auth_user(&h), None);
+        h.insert("proxy-authorization", HeaderValue::from_static("Basic !!!"));
+        assert_eq!(proxy_auth_user(&h), None);
+    }
+}

@@ -1,0 +1,149 @@
+//! What keygate answers when it does not forward: refusals and failures, each a status,
+//! an `X-Keygate-Reason: <code>: <why>` header and a short text body for the agent.
+//!
+//! The error type records which side failed, so status and log level follow from it:
+//! client → 4xx (info), policy → 403 (warn), upstream → 502/504 (warn), internal → 500.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+
+use super::upstream::ConnectError;
+use super::{Body, BoxError};
+use crate::policy::Refusal;
+
+/// The response header that says why keygate refused or failed a request.
+pub const REASON_HEADER: &str = "x-keygate-reason";
+
+/// Why a request was not forwarded.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The client sent something keygate will not handle (400).
+    #[error("bad-request: {0}")]
+    BadRequest(String),
+    /// Host policy refused it (403).
+    #[error("{0}")]
+    Refused(Refusal),
+    /// A TLS tunnel or request broke a consistency rule, e.g. SNI ≠ CONNECT host (403).
+    #[error("{code}: {why}")]
+    Forbidden {
+        /// Machine-readable code, e.g. `sni-mismatch`.
+        code: &'static str,
+        /// Why.
+        why: String,
+        /// What a human can do about it.
+        advice: String,
+    },
+    /// The upstream could not be reached or failed (502).
+    #[error("upstream-error: {0}")]
+    Upstream(String),
+    /// The upstream did not answer in time (504).
+    #[error("upstream-timeout: {0}")]
+    Timeout(String),
+}
+
+impl From<&ConnectError> for ProxyError {
+    fn from(e: &ConnectError) -> ProxyError {
+        match e {
+            ConnectError::Refused(r) => ProxyError::Refused(r.clone()),
+            ConnectError::Timeout(_) => ProxyError::Timeout(e.to_string()),
+            other => ProxyError::Upstream(other.to_string()),
+        }
+    }
+}
+
+impl From<ConnectError> for ProxyError {
+    fn from(e: ConnectError) -> ProxyError {
+        ProxyError::from(&e)
+    }
+}
+
+impl ProxyError {
+    /// The status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Refused(_) | ProxyError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// What a human can do about it, for the body.
+    fn advice(&self) -> String {
+        match self {
+            ProxyError::BadRequest(_) => {
+                "Check the request: keygate is an HTTP proxy and expects CONNECT host:port or an absolute http:// URL.".into()
+            }
+            ProxyError::Refused(r) => r.advice.clone(),
+            ProxyError::Forbidden { advice, .. } => advice.clone(),
+            ProxyError::Upstream(_) | ProxyError::Timeout(_) => {
+                "The upstream failed, not the policy: retrying later may work. keygate's log has details.".into()
+            }
+        }
+    }
+
+    /// Logs this error at the level its side deserves.
+    pub fn log(&self, what: &str) {
+        match self {
+            ProxyError::BadRequest(_) => tracing::info!("{what}: {self}"),
+            _ => tracing::warn!("{what}: {self}"),
+        }
+    }
+
+    /// The full response: status, reason header, and the text body.
+    pub fn to_response(&self, what: &str) -> Response<Body> {
+        let verb = match self {
+            ProxyError::Upstream(_) | ProxyError::Timeout(_) => "could not complete",
+            _ => "refused",
+        };
+        let body = format!(
+            "keygate {verb} {what}.\n\nWhy: {self}\n\n{}\n",
+            self.advice()
+        );
+        text_response(self.status(), &self.to_string(), body)
+    }
+}
+
+/// Header values must be visible ASCII: anything else becomes '?'.
+fn header_safe(text: &str) -> HeaderValue {
+    let cleaned: String = text
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(512)
+        .collect();
+    HeaderValue::from_str(&cleaned).unwrap_or_else(|_| HeaderValue::from_static("refused"))
+}
+
+/// A plain-text response carrying `X-Keygate-Reason`.
+pub fn text_response(status: StatusCode, reason: &str, body: String) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(REASON_HEADER, header_safe(reason));
+    response
+}
+
+/// A body with fixed contents.
+pub fn full(content: impl Into<Bytes>) -> Body {
+    Full::new(content.into())
+        .map_err(|never: Infallible| -> BoxError { match never {} })
+        .boxed()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    full(Bytes::new())
+}

@@ -1,0 +1,52 @@
+//! Per-request dispatch on a client connection.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use std::time::Instant;
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use super::respond::ProxyError;
+use super::{Body, ClientInfo, Proxy, connect, forward, headers};
+use crate::audit::{Event, Kind, Verdict, path_without_query};
+
+/// Routes one request: CONNECT → tunnel/intercept, absolute-form → forward, anything
+/// else → 400 (keygate is a proxy, not an origin server).
+pub async fn handle(
+    proxy: Arc<Proxy>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let client = ClientInfo {
+        peer,
+        user: headers::proxy_auth_user(req.headers()),
+    };
+    let response = if req.method() == Method::CONNECT {
+        connect::handle(proxy, client, req).await
+    } else if req.uri().scheme().is_some() {
+        forward::handle(proxy, client, req).await
+    } else {
+        not_a_proxy_request(&proxy, &client, &req)
+    };
+    Ok(response)
+}
+
+/// An origin-form request (`GET /path`): the client treats keygate as a web server.
+fn not_a_proxy_request(
+    proxy: &Proxy,
+    client: &ClientInfo,
+    req: &Request<Incoming>,
+) -> Response<Body> {
+    let path = path_without_query(req.uri().path());
+    let mut event = Event::new(client.to_string(), Kind::Request, Verdict::Deny);
+    event.method = Some(req.method().to_string());
+    event.path = Some(path.clone());
+    let err = ProxyError::BadRequest(format!(
+        "{} {path} is not a proxy request; keygate is a proxy: point HTTP_PROXY/HTTPS_PROXY at it",
+        req.method()
+    ));
+    proxy.refuse(event, &err, "the request", Instant::now())
+}
