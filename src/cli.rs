@@ -40,8 +40,53 @@ pub enum Command {
     /// Manage the local certificate authority
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Manage secrets: values in the OS keyring, metadata in secrets.yaml
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Validate the configuration and print the effective policy (exit 0 valid, 2 invalid)
     Check(CheckArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a secret in the keyring and register it; prints the dummy the agent should
+    /// hold on the last line of stdout
+    Add(SecretAddArgs),
+    /// List registered secrets (never their values)
+    List,
+    /// Remove a secret from the keyring and the registry
+    Rm {
+        /// Secret name
+        name: String,
+    },
+}
+
+/// `keygate secret add`: NAME alone uses the recipe addons/NAME.yaml for the rest.
+#[derive(Debug, Args)]
+pub struct SecretAddArgs {
+    /// Secret name (also the recipe to use, e.g. anthropic, openai, github)
+    pub name: String,
+    /// Host the secret may be sent to (repeatable); replaces the recipe's hosts
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Header the provider expects, e.g. authorization or x-api-key
+    #[arg(long)]
+    pub header: Option<String>,
+    /// How the value appears in the header, e.g. 'Bearer {secret}'
+    #[arg(long)]
+    pub format: Option<String>,
+    /// The dummy the agent holds [default: kept if the secret exists, else generated]
+    #[arg(long)]
+    pub dummy: Option<String>,
+    /// Environment variable that `keygate env`/`run` set to the dummy
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Read the value from standard input
+    #[arg(long, conflicts_with = "from_env")]
+    pub stdin: bool,
+    /// Read the value from this environment variable
+    #[arg(long, value_name = "VAR")]
+    pub from_env: Option<String>,
 }
 
 /// Flags of `keygate start` (they add to or override keygate.yaml).

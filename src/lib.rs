@@ -27,9 +27,11 @@
 //! Dependency direction: `proxy` → `policy`, `ca`, `audit`; `config` and `policy` do no
 //! I/O; nothing imports `proxy`.
 
+pub mod addon;
 pub mod audit;
 pub mod ca;
 pub mod config;
 pub mod home;
 pub mod policy;
 pub mod proxy;
+pub mod secrets;

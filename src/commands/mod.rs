@@ -2,6 +2,7 @@
 
 mod ca;
 mod check;
+mod secret;
 mod start;
 
 use std::io::IsTerminal;
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 use keygate::config::{Config, Overrides, RawConfig};
 use keygate::home::Home;
+use keygate::secrets::Registry;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, LogFormat, PolicyArgs};
@@ -53,6 +55,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Start(args) => start::run(&home, args),
         Command::Ca(cmd) => ca::run(&home, cmd),
+        Command::Secret(cmd) => secret::run(&home, cmd),
         Command::Check(args) => check::run(&home, args),
     }
 }
@@ -100,4 +103,33 @@ pub fn overrides(listen: Option<std::net::SocketAddr>, policy: PolicyArgs) -> Ov
         resolve: policy.resolve,
         upstream_ca: policy.upstream_ca,
     }
+}
+
+/// Reads secrets.yaml (missing = empty). Errors are exit 2.
+pub fn load_registry(home: &Home) -> Result<Registry, Failure> {
+    let path = home.secrets_file();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Registry::parse(&text, &path).map_err(Failure::usage),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Registry::default()),
+        Err(e) => Err(Failure::usage(anyhow!("{}: {e}", path.display()))),
+    }
+}
+
+/// Writes secrets.yaml atomically, owner-only.
+pub fn save_registry(home: &Home, registry: &Registry) -> Result<(), Failure> {
+    home.ensure_dirs()?;
+    let path = home.secrets_file();
+    keygate::home::write_atomic(
+        &path,
+        registry.to_yaml().as_bytes(),
+        keygate::home::FILE_MODE,
+    )
+    .map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// Opens the keyring backend chosen by KEYGATE_KEYRING or the platform default.
+pub fn open_store() -> Result<keygate::secrets::keyring::KeyringStore, Failure> {
+    let forced = std::env::var(keygate::secrets::keyring::BACKEND_ENV).ok();
+    Ok(keygate::secrets::keyring::open(forced.as_deref())?)
 }

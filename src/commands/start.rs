@@ -1,11 +1,13 @@
 //! `keygate start`: run the proxy in the foreground until SIGINT/SIGTERM.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use keygate::audit::AuditLog;
 use keygate::home::Home;
 use keygate::proxy::{self, Proxy};
+use keygate::secrets::{Binding, SecretSet, SecretStore};
 
 use super::{Failure, load_config, overrides};
 use crate::cli::StartArgs;
@@ -23,9 +25,14 @@ pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
             )));
         }
     }
+    let registry = super::load_registry(home)?;
+    let bindings = registry
+        .bindings()
+        .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
+    let secrets = load_secrets(bindings)?;
     home.ensure_dirs()
         .with_context(|| format!("creating {}", home.root().display()))?;
-    super::ca::ensure_ca(home)?;
+    let ca = super::ca::ensure_ca(home)?;
     let (audit, writer) = AuditLog::open(&home.audit_log())
         .with_context(|| format!("opening {}", home.audit_log().display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -33,14 +40,18 @@ pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
         .build()
         .context("starting the async runtime")?;
     let listen = config.listen;
-    let policy = config.policy(Vec::new());
+    let policy = config.policy(secrets.host_patterns());
+    let proxy = Proxy::builder(config, policy, audit.clone())
+        .ca(Arc::new(ca))
+        .secrets(secrets)
+        .build()
+        .map_err(Failure::usage)?;
     let result = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
         eprintln!("keygate listening on http://{addr}");
-        let proxy = Proxy::new(config, policy, audit.clone());
         proxy::run(proxy, listener, shutdown_signal()).await?;
         anyhow::Ok(())
     });
@@ -74,4 +85,33 @@ async fn shutdown_signal() {
         () = ctrl_c => tracing::info!("SIGINT received"),
         () = term => tracing::info!("SIGTERM received"),
     }
+}
+
+/// Reads every registered secret's value once, before serving (never per request).
+/// No registered secret: the keyring is not touched. Unreachable keyring: exit 1.
+fn load_secrets(bindings: Vec<Binding>) -> Result<SecretSet, Failure> {
+    if bindings.is_empty() {
+        return Ok(SecretSet::default());
+    }
+    let store = super::open_store()?;
+    let (secrets, missing) = SecretSet::load(bindings, &store)?;
+    for m in &missing {
+        tracing::warn!(
+            "secret `{}` is registered but has no value in the {} keyring: requests that need it get 502; store it with `keygate secret add {}`",
+            m.name,
+            store.backend(),
+            m.name
+        );
+    }
+    if let Some(caveat) = store.caveat() {
+        tracing::info!("{caveat}");
+    }
+    let names: Vec<&str> = secrets.iter().map(|b| b.name.as_str()).collect();
+    tracing::info!(
+        "loaded {} secrets from the {} keyring: {}",
+        names.len(),
+        store.backend(),
+        names.join(", ")
+    );
+    Ok(secrets)
 }

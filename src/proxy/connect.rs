@@ -10,9 +10,9 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::respond::{ProxyError, empty};
-use super::{Body, ClientInfo, Proxy, tunnel};
+use super::{Body, ClientInfo, Proxy, intercept, tunnel};
 use crate::audit::{Event, Kind, Verdict};
-use crate::policy::{Host, parse_authority};
+use crate::policy::{Allowed, Host, parse_authority};
 
 /// Handles one CONNECT request.
 pub async fn handle(
@@ -35,6 +35,9 @@ pub async fn handle(
         Ok(allowed) => allowed,
         Err(refusal) => return proxy.refuse(event, &ProxyError::Refused(refusal), &what, started),
     };
+    if proxy.should_intercept(&host, port) {
+        return intercept(proxy, client, req, event, allowed, host, port, started);
+    }
     let upstream = match proxy.connector.connect(&host, port).await {
         Ok(stream) => stream,
         Err(e) => return proxy.refuse(event, &ProxyError::from(e), &what, started),
@@ -63,4 +66,38 @@ fn target(req: &Request<Incoming>) -> Result<(Host, u16), ProxyError> {
     parse_authority(authority.as_str(), None).map_err(|e| {
         ProxyError::BadRequest(format!("CONNECT target `{}`: {e}", authority.as_str()))
     })
+}
+
+/// Answers 200 and terminates TLS after the upgrade. The upstream is connected lazily,
+/// per request, through the pooling client.
+#[allow(clippy::too_many_arguments)]
+fn intercept(
+    proxy: Arc<Proxy>,
+    client: ClientInfo,
+    req: Request<Incoming>,
+    mut event: Event,
+    allowed: Allowed,
+    host: Host,
+    port: u16,
+    started: Instant,
+) -> Response<Body> {
+    let what = format!("CONNECT {host}:{port}");
+    if proxy.server_configs.is_none() {
+        let err = ProxyError::Internal("this proxy has no CA, so it cannot intercept".into());
+        return proxy.refuse(event, &err, &what, started);
+    }
+    tracing::info!(client = %client, "{what}: intercept ({allowed})");
+    event.decision = Verdict::Intercept;
+    event.reason = Some(allowed.to_string());
+    event.status = Some(StatusCode::OK.as_u16());
+    event.ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    proxy.audit.record(event);
+    let task_proxy = proxy.clone();
+    proxy.tasks.spawn(async move {
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => intercept::run(task_proxy, client, upgraded, host, port).await,
+            Err(e) => tracing::debug!("{what}: the client left before TLS started: {e}"),
+        }
+    });
+    Response::new(empty())
 }

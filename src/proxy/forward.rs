@@ -17,6 +17,7 @@ use super::metered::{Direction, FlowRecord, Metered};
 use super::respond::ProxyError;
 use super::upstream::ConnectError;
 use super::{Body, BoxError, ClientInfo, Proxy};
+use crate::addon::FlowContext;
 use crate::audit::{Event, Kind, Verdict, path_without_query};
 use crate::policy::{Host, parse_authority};
 
@@ -51,10 +52,22 @@ pub async fn handle(
         Ok(allowed) => allowed,
         Err(refusal) => return proxy.refuse(event, &ProxyError::Refused(refusal), &what, started),
     };
+    let (mut parts, body) = req.into_parts();
+    let mut flow = FlowContext::new(
+        client.to_string(),
+        host.clone(),
+        port,
+        false,
+        proxy.secrets.clone(),
+    );
+    if let Err(refuse) = proxy.pipeline.on_request(&mut flow, &mut parts) {
+        event.secret = flow.tripped.clone();
+        return proxy.refuse(event, &ProxyError::Addon(refuse), &what, started);
+    }
     tracing::info!(client = %client, "{what}: forward ({allowed})");
     event.reason = Some(allowed.to_string());
     let flow = FlowRecord::start(proxy.audit.clone(), event.clone(), started);
-    let req = prepare(req, &host, port, &flow);
+    let req = prepare(Request::from_parts(parts, body), &host, port, &flow);
     let sent = tokio::time::timeout(RESPONSE_HEAD_TIMEOUT, proxy.client.request(req)).await;
     let response = match sent {
         Ok(Ok(response)) => response,
@@ -125,7 +138,7 @@ fn prepare(
 
 /// Maps a pooling-client error to the side that failed, finding our own connect error
 /// (a policy refusal, a timeout) inside it when there is one.
-fn upstream_error(e: &hyper_util::client::legacy::Error) -> ProxyError {
+pub(super) fn upstream_error(e: &hyper_util::client::legacy::Error) -> ProxyError {
     let mut source = e.source();
     while let Some(cause) = source {
         if let Some(connect) = cause.downcast_ref::<ConnectError>() {

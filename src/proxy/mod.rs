@@ -6,14 +6,19 @@
 //! the network goes through [`upstream::Connector`]; every refusal through [`respond`].
 
 pub mod connect;
+pub mod exchange;
+pub mod filtered;
 pub mod forward;
 pub mod headers;
+pub mod intercept;
 pub mod metered;
 pub mod respond;
 pub mod server;
 pub mod service;
+pub mod tls;
 pub mod tunnel;
 pub mod upstream;
+pub mod upstream_tls;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -27,11 +32,16 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::addon::Pipeline;
 use crate::audit::AuditLog;
-use crate::config::Config;
-use crate::policy::Policy;
+use crate::ca::LeafIssuer;
+use crate::config::{Config, Intercept};
+use crate::policy::{Host, Policy};
+use crate::secrets::SecretSet;
 pub use server::run;
+use tls::{ServerConfigs, TlsSetupError};
 use upstream::Connector;
+use upstream_tls::TlsConnector;
 
 /// Errors inside streamed bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -71,6 +81,16 @@ pub struct Proxy {
     pub connector: Connector,
     /// Pooling client for plain-HTTP forwarding.
     pub client: Client<Connector, Body>,
+    /// Pooling client for intercepted requests (verified TLS, h2 or HTTP/1.1 by ALPN).
+    pub tls_client: Client<TlsConnector, Body>,
+    /// HTTP/1.1-only pooling client for WebSocket upgrades on intercepted connections.
+    pub upgrade_client: Client<TlsConnector, Body>,
+    /// Leaf certificates for intercepted hosts; `None` when no CA was given.
+    pub server_configs: Option<ServerConfigs>,
+    /// Registered secrets, values loaded once at start.
+    pub secrets: Arc<SecretSet>,
+    /// The request/response addons.
+    pub pipeline: Pipeline,
     /// Every connection and tunnel task, so shutdown can wait for them.
     pub tasks: TaskTracker,
     /// Cancelled when shutdown starts.
@@ -83,27 +103,100 @@ impl fmt::Debug for Proxy {
     }
 }
 
-impl Proxy {
-    /// Assembles a proxy from its collaborators; binds nothing.
-    pub fn new(config: Config, policy: Policy, audit: AuditLog) -> Arc<Proxy> {
-        let config = Arc::new(config);
-        let policy = Arc::new(policy);
+/// Builds a [`Proxy`] from its collaborators; binds nothing.
+pub struct ProxyBuilder {
+    config: Config,
+    policy: Policy,
+    audit: AuditLog,
+    issuer: Option<Arc<dyn LeafIssuer>>,
+    secrets: SecretSet,
+    pipeline: Pipeline,
+}
+
+impl ProxyBuilder {
+    /// The CA that mints leaves for intercepted hosts. Without one, keygate only
+    /// tunnels and forwards (a host that needs interception is refused with 500).
+    pub fn ca(mut self, issuer: Arc<dyn LeafIssuer>) -> ProxyBuilder {
+        self.issuer = Some(issuer);
+        self
+    }
+
+    /// The registered secrets (values loaded). Default: none.
+    pub fn secrets(mut self, secrets: SecretSet) -> ProxyBuilder {
+        self.secrets = secrets;
+        self
+    }
+
+    /// Replaces the built-in addon pipeline.
+    pub fn pipeline(mut self, pipeline: Pipeline) -> ProxyBuilder {
+        self.pipeline = pipeline;
+        self
+    }
+
+    /// Assembles the proxy; fails when `upstream.ca` cannot be read.
+    pub fn build(self) -> Result<Arc<Proxy>, TlsSetupError> {
+        let roots = tls::load_extra_roots(&self.config.upstream_ca)?;
+        let config = Arc::new(self.config);
+        let policy = Arc::new(self.policy);
         let connector = Connector::new(config.clone(), policy.clone());
-        let client = Client::builder(TokioExecutor::new())
+        let tls_connector = TlsConnector::new(
+            connector.clone(),
+            tls::client_config(&roots, &[b"h2", b"http/1.1"])?,
+        );
+        let h1_connector = TlsConnector::new(
+            connector.clone(),
+            tls::client_config(&roots, &[b"http/1.1"])?,
+        );
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .set_host(false)
-            .build(connector.clone());
-        Arc::new(Proxy {
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT);
+        Ok(Arc::new(Proxy {
+            client: builder.clone().set_host(false).build(connector.clone()),
+            tls_client: builder.clone().build(tls_connector),
+            upgrade_client: builder.build(h1_connector),
+            server_configs: self
+                .issuer
+                .map(|i| ServerConfigs::new(i, tls::LEAF_CACHE_HOSTS)),
+            secrets: Arc::new(self.secrets),
+            pipeline: self.pipeline,
+            config,
+            policy,
+            audit: self.audit,
+            connector,
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        }))
+    }
+}
+
+impl Proxy {
+    /// Starts building a proxy: config, host policy (include the secret hosts, see
+    /// [`Config::policy`]) and the audit log are required.
+    pub fn builder(config: Config, policy: Policy, audit: AuditLog) -> ProxyBuilder {
+        ProxyBuilder {
             config,
             policy,
             audit,
-            connector,
-            client,
-            tasks: TaskTracker::new(),
-            shutdown: CancellationToken::new(),
-        })
+            issuer: None,
+            secrets: SecretSet::default(),
+            pipeline: Pipeline::default(),
+        }
+    }
+
+    /// A proxy without CA or secrets: it tunnels and forwards only.
+    pub fn new(
+        config: Config,
+        policy: Policy,
+        audit: AuditLog,
+    ) -> Result<Arc<Proxy>, TlsSetupError> {
+        Proxy::builder(config, policy, audit).build()
+    }
+
+    /// Whether a CONNECT to `host:port` is intercepted (TLS terminated) or tunnelled.
+    pub fn should_intercept(&self, host: &Host, port: u16) -> bool {
+        self.config.intercept == Intercept::All || self.secrets.has_secret_for(host, port)
     }
 }
 

@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full};
 
 use super::upstream::ConnectError;
 use super::{Body, BoxError};
+use crate::addon::Refuse;
 use crate::policy::Refusal;
 
 /// The response header that says why keygate refused or failed a request.
@@ -36,6 +37,12 @@ pub enum ProxyError {
         /// What a human can do about it.
         advice: String,
     },
+    /// An addon answered early (tripwire, host check, least privilege, missing secret).
+    #[error("{}: {}", .0.code, .0.why)]
+    Addon(Refuse),
+    /// keygate itself failed (500).
+    #[error("internal-error: {0}")]
+    Internal(String),
     /// The upstream could not be reached or failed (502).
     #[error("upstream-error: {0}")]
     Upstream(String),
@@ -66,6 +73,8 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::Refused(_) | ProxyError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ProxyError::Addon(refuse) => refuse.status,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -79,6 +88,8 @@ impl ProxyError {
             }
             ProxyError::Refused(r) => r.advice.clone(),
             ProxyError::Forbidden { advice, .. } => advice.clone(),
+            ProxyError::Addon(refuse) => refuse.advice.clone(),
+            ProxyError::Internal(_) => "This is a keygate bug or a broken installation; keygate's log has details.".into(),
             ProxyError::Upstream(_) | ProxyError::Timeout(_) => {
                 "The upstream failed, not the policy: retrying later may work. keygate's log has details.".into()
             }
@@ -89,6 +100,8 @@ impl ProxyError {
     pub fn log(&self, what: &str) {
         match self {
             ProxyError::BadRequest(_) => tracing::info!("{what}: {self}"),
+            ProxyError::Addon(refuse) if refuse.alert => tracing::error!("ALERT {what}: {self}"),
+            ProxyError::Internal(_) => tracing::error!("{what}: {self}"),
             _ => tracing::warn!("{what}: {self}"),
         }
     }
@@ -96,7 +109,9 @@ impl ProxyError {
     /// The full response: status, reason header, and the text body.
     pub fn to_response(&self, what: &str) -> Response<Body> {
         let verb = match self {
-            ProxyError::Upstream(_) | ProxyError::Timeout(_) => "could not complete",
+            ProxyError::Upstream(_) | ProxyError::Timeout(_) | ProxyError::Internal(_) => {
+                "could not complete"
+            }
             _ => "refused",
         };
         let body = format!(

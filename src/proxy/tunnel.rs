@@ -158,7 +158,7 @@ pub async fn run(
 }
 
 /// Completes once shutdown started and its grace period has passed.
-async fn grace_expired(proxy: &Proxy) {
+pub(super) async fn grace_expired(proxy: &Proxy) {
     proxy.shutdown.cancelled().await;
     tokio::time::sleep(super::server::SHUTDOWN_GRACE).await;
 }

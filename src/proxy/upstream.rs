@@ -58,6 +58,14 @@ pub enum ConnectError {
         /// What went wrong.
         what: String,
     },
+    /// The upstream TLS handshake failed (certificate rejected, protocol error).
+    #[error("TLS to {target}: {what}")]
+    Tls {
+        /// host:port.
+        target: String,
+        /// What went wrong, and what to do for a certificate failure.
+        what: String,
+    },
     /// The request named no usable host.
     #[error("bad upstream address: {0}")]
     BadAddress(String),
@@ -239,7 +247,12 @@ impl tower_service::Service<Uri> for Connector {
             let authority = uri
                 .authority()
                 .ok_or_else(|| ConnectError::BadAddress(uri.to_string()))?;
-            let (host, port) = parse_authority(authority.as_str(), Some(80))
+            let default_port = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+                443
+            } else {
+                80
+            };
+            let (host, port) = parse_authority(authority.as_str(), Some(default_port))
                 .map_err(|e| ConnectError::BadAddress(e.to_string()))?;
             this.connect(&host, port).await.map(TokioIo::new)
         })

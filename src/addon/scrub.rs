@@ -1,0 +1,272 @@
+//! Scrub: in responses from bound hosts, the real value is replaced by the dummy in
+//! header values and in uncompressed bodies, streaming-safe across chunk boundaries.
+//!
+//! [`Scrubber`] holds back at most `longest needle - 1` bytes between chunks (a value
+//! split across two chunks is still caught) and never buffers more than that.
+
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use http::header::HeaderValue;
+use memchr::memmem;
+
+use super::{Addon, ChunkFilter, FlowContext};
+use crate::secrets::Binding;
+
+/// A streaming find-and-replace of real values by their dummies.
+pub struct Scrubber {
+    needles: Vec<(memmem::Finder<'static>, Bytes)>,
+    hold: usize,
+    carry: BytesMut,
+}
+
+impl std::fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrubber")
+            .field("needles", &self.needles.len())
+            .finish()
+    }
+}
+
+impl Scrubber {
+    /// Replaces each `(real, dummy)`; `None` when there is nothing to scrub.
+    pub fn new(pairs: &[(&[u8], &[u8])]) -> Option<Scrubber> {
+        let needles: Vec<_> = pairs
+            .iter()
+            .filter(|(real, _)| !real.is_empty())
+            .map(|(real, dummy)| {
+                (
+                    memmem::Finder::new(real).into_owned(),
+                    Bytes::copy_from_slice(dummy),
+                )
+            })
+            .collect();
+        let longest = needles.iter().map(|(f, _)| f.needle().len()).max()?;
+        Some(Scrubber {
+            needles,
+            hold: longest - 1,
+            carry: BytesMut::new(),
+        })
+    }
+
+    /// The earliest match at or after `from`: (position, needle index).
+    fn next_match(&self, buf: &[u8], from: usize) -> Option<(usize, usize)> {
+        self.needles
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (finder, _))| finder.find(&buf[from..]).map(|p| (from + p, i)))
+            .min()
+    }
+
+    /// Feeds a chunk; returns what can be released now.
+    pub fn push(&mut self, chunk: &[u8]) -> Bytes {
+        if self.carry.is_empty() && chunk.len() > self.hold && self.next_match(chunk, 0).is_none() {
+            // Fast path: no match; release all but the tail that could start a match.
+            let release = chunk.len() - self.hold;
+            self.carry.extend_from_slice(&chunk[release..]);
+            return Bytes::copy_from_slice(&chunk[..release]);
+        }
+        self.carry.extend_from_slice(chunk);
+        let buf = std::mem::take(&mut self.carry);
+        let safe_end = buf.len().saturating_sub(self.hold);
+        let mut out = BytesMut::with_capacity(buf.len());
+        let mut cursor = 0;
+        while let Some((at, i)) = self
+            .next_match(&buf, cursor)
+            .filter(|(at, _)| *at < safe_end)
+        {
+            out.extend_from_slice(&buf[cursor..at]);
+            out.extend_from_slice(&self.needles[i].1);
+            cursor = at + self.needles[i].0.needle().len();
+        }
+        let release_to = safe_end.max(cursor);
+        out.extend_from_slice(&buf[cursor..release_to]);
+        self.carry.extend_from_slice(&buf[release_to..]);
+        out.freeze()
+    }
+
+    /// Releases what is held back at the end of the body (it cannot hold a whole match).
+    pub fn finish(&mut self) -> Bytes {
+        std::mem::take(&mut self.carry).freeze()
+    }
+
+    /// Scrubs one complete value (a header).
+    pub fn scrub_all(&mut self, whole: &[u8]) -> Bytes {
+        let mut out = BytesMut::from(&self.push(whole)[..]);
+        out.extend_from_slice(&self.finish());
+        out.freeze()
+    }
+}
+
+impl ChunkFilter for Scrubber {
+    fn filter(&mut self, chunk: Bytes) -> Bytes {
+        self.push(&chunk)
+    }
+    fn finish(&mut self) -> Bytes {
+        Scrubber::finish(self)
+    }
+}
+
+/// The `(real, dummy)` pairs of the secrets bound to the flow's host that have a value.
+fn pairs(bound: &[std::sync::Arc<Binding>]) -> Vec<(&[u8], &[u8])> {
+    bound
+        .iter()
+        .filter_map(|b| {
+            b.real
+                .as_ref()
+                .map(|r| (r.expose().as_bytes(), b.dummy.as_bytes()))
+        })
+        .collect()
+}
+
+/// Replaces real values in every header value.
+pub fn scrub_headers(headers: &mut HeaderMap, scrubber: &mut Scrubber) {
+    for value in headers.values_mut() {
+        let scrubbed = scrubber.scrub_all(value.as_bytes());
+        if scrubbed.as_ref() != value.as_bytes()
+            && let Ok(new) = HeaderValue::from_maybe_shared(scrubbed)
+        {
+            *value = new;
+        }
+    }
+}
+
+/// The scrub addon: headers of every response from a bound host, and bodies that are
+/// not compressed (a compressed body cannot be searched without decoding it).
+#[derive(Debug, Default)]
+pub struct Scrub;
+
+impl Addon for Scrub {
+    fn name(&self) -> &'static str {
+        "scrub"
+    }
+
+    fn on_response_head(&self, flow: &FlowContext, parts: &mut http::response::Parts) {
+        let bound = flow.bound();
+        let Some(mut scrubber) = Scrubber::new(&pairs(&bound)) else {
+            return;
+        };
+        scrub_headers(&mut parts.headers, &mut scrubber);
+        let same_length = bound
+            .iter()
+            .filter_map(|b| b.real.as_ref().map(|r| r.expose().len() == b.dummy.len()))
+            .all(|same| same);
+        if is_plain_body(&parts.headers) && !same_length {
+            // SECURITY: the scrubbed body may differ in length from the upstream's; a
+            // stale Content-Length would truncate it or desynchronise the connection.
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+        }
+    }
+
+    fn response_body(
+        &self,
+        flow: &FlowContext,
+        parts: &http::response::Parts,
+    ) -> Option<Box<dyn ChunkFilter>> {
+        if !is_plain_body(&parts.headers) {
+            return None;
+        }
+        let bound = flow.bound();
+        Scrubber::new(&pairs(&bound)).map(|s| Box::new(s) as Box<dyn ChunkFilter>)
+    }
+}
+
+/// True when the body is not content-encoded (or `identity`).
+fn is_plain_body(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .all(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.trim().eq_ignore_ascii_case("identity"))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(pairs: &[(&[u8], &[u8])], chunks: &[&[u8]]) -> Vec<u8> {
+        let mut s = Scrubber::new(pairs).unwrap();
+        let mut out = Vec::new();
+        for c in chunks {
+            out.extend_from_slice(&s.push(c));
+        }
+        out.extend_from_slice(&s.finish());
+        out
+    }
+
+    const REAL: &[u8] = b"sk-REAL-0123456789";
+    const DUMMY: &[u8] = b"sk-dummy-xx";
+
+    #[test]
+    fn replaces_within_one_chunk() {
+        let out = run(
+            &[(REAL, DUMMY)],
+            &[b"key=sk-REAL-0123456789; again sk-REAL-0123456789."],
+        );
+        assert_eq!(out, b"key=sk-dummy-xx; again sk-dummy-xx.");
+    }
+
+    #[test]
+    fn replaces_a_value_split_across_chunks_at_every_point() {
+        let body = b"{\"echo\":\"sk-REAL-0123456789\",\"n\":1}";
+        for cut in 0..=body.len() {
+            for cut2 in cut..=body.len() {
+                let out = run(
+                    &[(REAL, DUMMY)],
+                    &[&body[..cut], &body[cut..cut2], &body[cut2..]],
+                );
+                assert_eq!(
+                    out, b"{\"echo\":\"sk-dummy-xx\",\"n\":1}",
+                    "cuts at {cut},{cut2}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn byte_by_byte_and_several_needles() {
+        let body = b"a sk-REAL-0123456789 b OTHER-REAL c sk-REAL-0123456789";
+        let chunks: Vec<&[u8]> = body.chunks(1).collect();
+        let out = run(
+            &[(REAL, DUMMY), (b"OTHER-REAL", b"OTHER-DUMMY-LONGER")],
+            &chunks,
+        );
+        assert_eq!(
+            out,
+            b"a sk-dummy-xx b OTHER-DUMMY-LONGER c sk-dummy-xx".to_vec()
+        );
+    }
+
+    #[test]
+    fn untouched_bodies_pass_unchanged_and_hold_back_little() {
+        let mut s = Scrubber::new(&[(REAL, DUMMY)]).unwrap();
+        let chunk = vec![b'x'; 100_000];
+        let released = s.push(&chunk);
+        assert_eq!(released.len(), 100_000 - (REAL.len() - 1));
+        assert_eq!(s.finish().len(), REAL.len() - 1);
+        // A prefix of the needle at the very end is released by finish, unchanged.
+        let out = run(&[(REAL, DUMMY)], &[b"tail sk-REAL-01"]);
+        assert_eq!(out, b"tail sk-REAL-01");
+    }
+
+    #[test]
+    fn headers_are_scrubbed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-echo",
+            HeaderValue::from_static("Bearer sk-REAL-0123456789"),
+        );
+        h.insert("x-other", HeaderValue::from_static("fine"));
+        let mut s = Scrubber::new(&[(REAL, DUMMY)]).unwrap();
+        scrub_headers(&mut h, &mut s);
+        assert_eq!(h["x-echo"], "Bearer sk-dummy-xx");
+        assert_eq!(h["x-other"], "fine");
+    }
+
+    #[test]
+    fn nothing_to_scrub() {
+        assert!(Scrubber::new(&[]).is_none());
+        assert!(Scrubber::new(&[(b"", b"x")]).is_none());
+    }
+}

@@ -1,0 +1,226 @@
+//! Swap (SPEC §6): on an intercepted request to a host the secret is bound to, every
+//! occurrence of the dummy in header values (including inside `Basic` credentials) is
+//! replaced by the real value, and in the query when the entry says `query: true`.
+//! Bodies are never rewritten. Plain HTTP never gets a secret.
+
+use base64::Engine;
+use http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+use super::inspect::{basic_credentials, in_headers, in_query};
+use super::{Addon, FlowContext, Refuse};
+use crate::secrets::Binding;
+
+/// Characters percent-encoded when a real value goes into a query string.
+const QUERY: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'&')
+    .add(b'+')
+    .add(b'=')
+    .add(b'%')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+/// The swap addon.
+#[derive(Debug, Default)]
+pub struct Swap;
+
+impl Addon for Swap {
+    fn name(&self) -> &'static str {
+        "swap"
+    }
+
+    fn on_request(
+        &self,
+        flow: &mut FlowContext,
+        req: &mut http::request::Parts,
+    ) -> Result<(), Refuse> {
+        if !flow.intercepted {
+            return Ok(());
+        }
+        for binding in flow.bound() {
+            let in_query = binding.query && in_query(&req.uri, &binding.dummy);
+            if !in_headers(&req.headers, &binding.dummy) && !in_query {
+                continue;
+            }
+            let real = binding.real.as_ref().ok_or_else(|| missing(&binding))?;
+            swap_headers(&mut req.headers, &binding.dummy, real.expose());
+            if in_query {
+                req.uri = swap_query(&req.uri, &binding.dummy, real.expose());
+            }
+            flow.swapped.push(binding.name.clone());
+        }
+        Ok(())
+    }
+}
+
+fn missing(binding: &Binding) -> Refuse {
+    Refuse {
+        status: StatusCode::BAD_GATEWAY,
+        code: "secret-missing",
+        why: format!("secret `{}` has no value in the keyring", binding.name),
+        advice: format!(
+            "A human must store it: `keygate secret add {}`, then restart keygate. Other hosts are unaffected.",
+            binding.name
+        ),
+        alert: false,
+    }
+}
+
+/// The value with the dummy replaced, or `None` when it holds no dummy.
+fn swap_value(value: &HeaderValue, dummy: &str, real: &str) -> Option<HeaderValue> {
+    let text = value.to_str().ok();
+    if let Some(text) = text.filter(|t| t.contains(dummy)) {
+        return sensitive(&text.replace(dummy, real));
+    }
+    let credentials = basic_credentials(value).filter(|c| c.contains(dummy))?;
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(credentials.replace(dummy, real));
+    sensitive(&format!("Basic {encoded}"))
+}
+
+/// A header value marked sensitive (HTTP/2 never puts it in a compression table).
+fn sensitive(text: &str) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(text).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// Replaces the dummy in every header value. Where a header held the dummy, the swapped
+/// value is the only one kept for that header name.
+pub fn swap_headers(headers: &mut HeaderMap, dummy: &str, real: &str) {
+    let names: Vec<_> = headers.keys().cloned().collect();
+    for name in names {
+        let swapped = headers
+            .get_all(&name)
+            .iter()
+            .find_map(|v| swap_value(v, dummy, real));
+        if let Some(value) = swapped {
+            // SECURITY: the swap produces the credential; any other value of the same
+            // header (a second Authorization, an attacker's x-api-key) is dropped, so
+            // the upstream never sees two and cannot pick the wrong one (SPEC §6).
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// The URI with the dummy replaced in the query (percent-encoding the real value).
+pub fn swap_query(uri: &Uri, dummy: &str, real: &str) -> Uri {
+    let Some(query) = uri.query() else {
+        return uri.clone();
+    };
+    let encoded: String = utf8_percent_encode(real, QUERY).collect();
+    let new_pq = format!("{}?{}", uri.path(), query.replace(dummy, &encoded));
+    let mut parts = uri.clone().into_parts();
+    match new_pq.parse() {
+        Ok(pq) => {
+            parts.path_and_query = Some(pq);
+            Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+        }
+        Err(_) => uri.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addon::testing::{DUMMY, REAL, binding, flow, request};
+
+    #[test]
+    fn swaps_in_any_header_and_keeps_one_value() {
+        let mut h = HeaderMap::new();
+        h.append(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {DUMMY}")).unwrap(),
+        );
+        h.append("authorization", HeaderValue::from_static("Bearer attacker"));
+        h.insert(
+            "x-custom",
+            HeaderValue::from_str(&format!("k={DUMMY};k2={DUMMY}")).unwrap(),
+        );
+        h.insert("x-plain", HeaderValue::from_static("unrelated"));
+        swap_headers(&mut h, DUMMY, REAL);
+        let auth: Vec<_> = h.get_all("authorization").iter().collect();
+        assert_eq!(auth.len(), 1);
+        assert_eq!(auth[0], &format!("Bearer {REAL}"));
+        assert!(auth[0].is_sensitive());
+        assert_eq!(h["x-custom"], &format!("k={REAL};k2={REAL}"));
+        assert_eq!(h["x-plain"], "unrelated");
+    }
+
+    #[test]
+    fn swaps_inside_basic_credentials() {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut h = HeaderMap::new();
+        let basic = format!("Basic {}", b64.encode(format!("x-access-token:{DUMMY}")));
+        h.insert("authorization", HeaderValue::from_str(&basic).unwrap());
+        swap_headers(&mut h, DUMMY, REAL);
+        let decoded = basic_credentials(&h["authorization"]).unwrap();
+        assert_eq!(decoded, format!("x-access-token:{REAL}"));
+    }
+
+    #[test]
+    fn swaps_query_only_when_enabled() {
+        let uri: Uri = format!("https://api.example.com/v1/x?key={DUMMY}&a=1")
+            .parse()
+            .unwrap();
+        let swapped = swap_query(&uri, DUMMY, "r e+al&");
+        assert_eq!(swapped.query(), Some("key=r%20e%2Bal%26&a=1"));
+        let (mut f, mut req) = (
+            flow(vec![binding(false)], true),
+            request(&uri.to_string(), &[]),
+        );
+        Swap.on_request(&mut f, &mut req).unwrap();
+        assert!(
+            req.uri.query().unwrap().contains(DUMMY),
+            "query swap is off"
+        );
+        assert!(f.swapped.is_empty());
+        let (mut f, mut req) = (
+            flow(vec![binding(true)], true),
+            request(&uri.to_string(), &[]),
+        );
+        Swap.on_request(&mut f, &mut req).unwrap();
+        assert_eq!(req.uri.query(), Some(format!("key={REAL}&a=1").as_str()));
+        assert_eq!(f.swapped, vec!["demo"]);
+    }
+
+    #[test]
+    fn plain_http_never_gets_a_secret() {
+        let mut f = flow(vec![binding(false)], false);
+        let mut req = request(
+            "http://api.example.com/",
+            &[("authorization", &format!("Bearer {DUMMY}"))],
+        );
+        Swap.on_request(&mut f, &mut req).unwrap();
+        assert_eq!(req.headers["authorization"], &format!("Bearer {DUMMY}"));
+    }
+
+    #[test]
+    fn missing_value_is_a_502_naming_the_secret() {
+        let mut b = binding(false);
+        b.real = None;
+        let mut f = flow(vec![b], true);
+        let mut req = request("https://api.example.com/", &[("x-api-key", DUMMY)]);
+        let refuse = Swap.on_request(&mut f, &mut req).unwrap_err();
+        assert_eq!(refuse.status, StatusCode::BAD_GATEWAY);
+        assert!(refuse.advice.contains("keygate secret add demo"));
+    }
+
+    #[test]
+    fn requests_without_the_dummy_are_untouched() {
+        let mut f = flow(vec![binding(false)], true);
+        let mut req = request(
+            "https://api.example.com/",
+            &[("authorization", "Bearer own-token")],
+        );
+        Swap.on_request(&mut f, &mut req).unwrap();
+        assert_eq!(req.headers["authorization"], "Bearer own-token");
+        assert!(f.swapped.is_empty());
+    }
+}

@@ -1,0 +1,207 @@
+//! One request on an intercepted connection: the addon pipeline (host check, tripwire,
+//! least privilege, swap), the upstream over pooled verified TLS, and the response
+//! back through scrub, streamed. WebSocket upgrades are bridged after the 101.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{CONNECTION, HOST, HeaderName, UPGRADE};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use super::forward::{RESPONSE_HEAD_TIMEOUT, upstream_error};
+use super::headers::strip_hop_by_hop;
+use super::metered::{Direction, FlowRecord, Metered};
+use super::respond::ProxyError;
+use super::{Body, BoxError, ClientInfo, Proxy};
+use crate::addon::FlowContext;
+use crate::audit::{Event, Kind, Verdict, path_without_query};
+use crate::policy::Host;
+
+/// An intercepted connection: who, and the CONNECT host every request must name.
+#[derive(Debug)]
+pub struct Intercepted {
+    /// The shared proxy.
+    pub proxy: Arc<Proxy>,
+    /// The client.
+    pub client: ClientInfo,
+    /// The CONNECT host.
+    pub host: Host,
+    /// The CONNECT port.
+    pub port: u16,
+}
+
+/// Handles one request of an intercepted connection.
+pub async fn handle(
+    conn: Arc<Intercepted>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let proxy = &conn.proxy;
+    let (mut parts, body) = req.into_parts();
+    let path = path_without_query(parts.uri.path());
+    let mut event = Event::new(conn.client.to_string(), Kind::Request, Verdict::Allow);
+    event.host = Some(conn.host.to_string());
+    event.port = Some(conn.port);
+    event.method = Some(parts.method.to_string());
+    event.path = Some(path.clone());
+    let what = format!("{} https://{}:{}{path}", parts.method, conn.host, conn.port);
+    let mut flow = FlowContext::new(
+        conn.client.to_string(),
+        conn.host.clone(),
+        conn.port,
+        true,
+        proxy.secrets.clone(),
+    );
+    if let Err(refuse) = proxy.pipeline.on_request(&mut flow, &mut parts) {
+        event.secret = flow.tripped.clone();
+        let err = ProxyError::Addon(refuse);
+        return Ok(proxy.refuse(event, &err, &what, started));
+    }
+    if !flow.swapped.is_empty() {
+        event.secret = Some(flow.swapped.join(","));
+        tracing::info!(client = %conn.client, "{what}: swapped {}", flow.swapped.join(","));
+    }
+    let client_upgrade = parts.extensions.remove::<OnUpgrade>();
+    let upgrade = upgrade_request(&parts.headers, parts.version)
+        .then_some(client_upgrade)
+        .flatten();
+    prepare(&mut parts, &conn.host, conn.port, upgrade.is_some());
+    let flow_record = FlowRecord::start(proxy.audit.clone(), event, started);
+    let body = Metered::new(body, flow_record.clone(), Direction::Up)
+        .map_err(|e| -> BoxError { Box::new(e) })
+        .boxed();
+    let request = Request::from_parts(parts, body);
+    let client = if upgrade.is_some() {
+        &proxy.upgrade_client
+    } else {
+        &proxy.tls_client
+    };
+    let sent = tokio::time::timeout(RESPONSE_HEAD_TIMEOUT, client.request(request)).await;
+    let mut response = match sent {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => return Ok(fail(&flow_record, upstream_error(&e), &what)),
+        Err(_) => {
+            let err = ProxyError::Timeout(format!(
+                "no response head within {}s",
+                RESPONSE_HEAD_TIMEOUT.as_secs()
+            ));
+            return Ok(fail(&flow_record, err, &what));
+        }
+    };
+    flow_record.update(|e| e.status = Some(response.status().as_u16()));
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client_side) = upgrade
+    {
+        return Ok(bridge(proxy, client_side, &mut response, flow_record));
+    }
+    let (mut head, body) = response.into_parts();
+    let filters = proxy.pipeline.on_response(&flow, &mut head);
+    strip_hop_by_hop(&mut head.headers);
+    let body = super::filtered::Filtered::new(body, filters);
+    let body = Metered::new(body, flow_record, Direction::Down)
+        .map_err(|e| -> BoxError { Box::new(e) })
+        .boxed();
+    Ok(Response::from_parts(head, body))
+}
+
+/// An HTTP/1.1 `Connection: upgrade` request with an `Upgrade` header (WebSocket).
+fn upgrade_request(headers: &HeaderMap, version: Version) -> bool {
+    let connection_upgrade = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    version == Version::HTTP_11 && connection_upgrade && headers.contains_key(UPGRADE)
+}
+
+/// Rewrites the request for the upstream: hop-by-hop headers out (but for a WebSocket
+/// upgrade's own), and the target rebuilt from the CONNECT host.
+fn prepare(parts: &mut http::request::Parts, host: &Host, port: u16, upgrade: bool) {
+    let upgrade_value = parts.headers.get(UPGRADE).cloned();
+    strip_hop_by_hop(&mut parts.headers);
+    if upgrade && let Some(value) = upgrade_value {
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(UPGRADE, value);
+    }
+    // SECURITY: the upstream is always the CONNECT host (already checked equal to the
+    // request's Host/:authority); hyper sets Host or :authority from this URI.
+    parts.headers.remove(HOST);
+    let authority = if port == 443 {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    };
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    if let Ok(uri) = Uri::try_from(format!("https://{authority}{path}")) {
+        parts.uri = uri;
+    }
+    // The pooling client picks HTTP/1.1 or h2 per upstream (ALPN) on its own.
+    parts.version = Version::HTTP_11;
+}
+
+fn fail(flow: &FlowRecord, err: ProxyError, what: &str) -> Response<Body> {
+    err.log(what);
+    flow.update(|e| {
+        e.decision = Verdict::Deny;
+        e.reason = Some(err.to_string());
+        e.status = Some(err.status().as_u16());
+    });
+    err.to_response(what)
+}
+
+/// Answers 101 to the client and copies bytes between the two upgraded connections.
+fn bridge(
+    proxy: &Proxy,
+    client_side: OnUpgrade,
+    response: &mut Response<Incoming>,
+    flow: Arc<FlowRecord>,
+) -> Response<Body> {
+    let upstream_side = hyper::upgrade::on(&mut *response);
+    let shutdown = proxy.shutdown.clone();
+    let grace = async move {
+        shutdown.cancelled().await;
+        tokio::time::sleep(super::server::SHUTDOWN_GRACE).await;
+    };
+    proxy.tasks.spawn(async move {
+        let (client_io, upstream_io) = match tokio::try_join!(client_side, upstream_side) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!("WebSocket upgrade failed: {e}");
+                return;
+            }
+        };
+        let (mut a, mut b) = (TokioIo::new(client_io), TokioIo::new(upstream_io));
+        tokio::select! {
+            result = tokio::io::copy_bidirectional(&mut a, &mut b) => {
+                if let Ok((up, down)) = result {
+                    flow.update(|e| e.reason = Some(format!("websocket: {up} bytes up, {down} bytes down")));
+                }
+            }
+            () = grace => {}
+        }
+        drop(flow);
+    });
+    let mut reply = Response::new(super::respond::empty());
+    *reply.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let names = [
+        CONNECTION,
+        UPGRADE,
+        HeaderName::from_static("sec-websocket-accept"),
+        HeaderName::from_static("sec-websocket-protocol"),
+        HeaderName::from_static("sec-websocket-extensions"),
+    ];
+    for name in names {
+        for value in response.headers().get_all(&name) {
+            reply.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    reply
+}

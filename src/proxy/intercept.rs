@@ -1,0 +1,103 @@
+//! Intercepted connections: TLS terminated with a leaf for the CONNECT host (after
+//! checking the ClientHello's SNI), then HTTP/1.1 or h2 (ALPN) served by hyper, each
+//! request handled by [`super::exchange`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio_rustls::LazyConfigAcceptor;
+
+use super::exchange::{self, Intercepted};
+use super::server::HEADER_READ_TIMEOUT;
+use super::tunnel::{Hello, check_hello};
+use super::{ClientInfo, Proxy};
+use crate::audit::{Event, Kind, Verdict};
+use crate::policy::Host;
+
+/// How long the client may take to send its ClientHello and finish the handshake.
+pub const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Terminates TLS on an upgraded CONNECT and serves its requests until it closes.
+pub async fn run(proxy: Arc<Proxy>, client: ClientInfo, upgraded: Upgraded, host: Host, port: u16) {
+    let started = Instant::now();
+    let deny = |code: &str, why: String| {
+        tracing::warn!(client = %client, "intercepted connection to {host}:{port} closed: {code}: {why}");
+        let mut event = Event::new(client.to_string(), Kind::Connect, Verdict::Deny);
+        event.host = Some(host.to_string());
+        event.port = Some(port);
+        event.method = Some("CONNECT".into());
+        event.reason = Some(format!("{code}: {why}"));
+        event.ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        proxy.audit.record(event);
+    };
+    let acceptor =
+        LazyConfigAcceptor::new(rustls::server::Acceptor::default(), TokioIo::new(upgraded));
+    let start = match tokio::time::timeout(CLIENT_HANDSHAKE_TIMEOUT, acceptor).await {
+        Ok(Ok(start)) => start,
+        Ok(Err(e)) => return deny("bad-tls", format!("not a TLS ClientHello: {e}")),
+        Err(_) => return deny("bad-tls", "no ClientHello in time".into()),
+    };
+    let sni = start.client_hello().server_name().map(str::to_string);
+    if let Some((code, why)) = check_hello(&Hello::Tls { sni }, &host) {
+        return deny(code, why);
+    }
+    let minted = match &proxy.server_configs {
+        Some(configs) => configs.for_host(&host).map_err(|e| e.to_string()),
+        None => Err("this proxy has no CA".to_string()),
+    };
+    let config = match minted {
+        Ok(config) => config,
+        Err(e) => return deny("internal", format!("cannot mint a certificate: {e}")),
+    };
+    let tls = match tokio::time::timeout(CLIENT_HANDSHAKE_TIMEOUT, start.into_stream(config)).await
+    {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            let why = format!(
+                "the client's TLS handshake failed ({e}); if it does not trust keygate's CA, point NODE_EXTRA_CA_CERTS / SSL_CERT_FILE at `keygate ca path` (or use `keygate env`)"
+            );
+            return deny("client-tls", why);
+        }
+        Err(_) => return deny("client-tls", "TLS handshake timed out".into()),
+    };
+    serve(proxy.clone(), client.clone(), tls, host.clone(), port).await;
+}
+
+async fn serve(
+    proxy: Arc<Proxy>,
+    client: ClientInfo,
+    tls: tokio_rustls::server::TlsStream<TokioIo<Upgraded>>,
+    host: Host,
+    port: u16,
+) {
+    let conn = Arc::new(Intercepted {
+        proxy: proxy.clone(),
+        client,
+        host,
+        port,
+    });
+    let svc = service_fn(move |req| exchange::handle(conn.clone(), req));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let serving = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+    tokio::pin!(serving);
+    let result = tokio::select! {
+        result = serving.as_mut() => result,
+        () = proxy.shutdown.cancelled() => {
+            serving.as_mut().graceful_shutdown();
+            serving.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!("intercepted connection ended: {e}");
+    }
+}

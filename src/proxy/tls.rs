@@ -1,0 +1,141 @@
+//! TLS configuration: per-host server configs for intercepted connections (leaves
+//! minted on demand, cached in a bounded LRU) and the upstream client config (always
+//! verified: the platform verifier with system + webpki roots, plus `upstream.ca`).
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::ca::{CaError, LeafIssuer};
+use crate::policy::Host;
+
+/// How many hosts' leaf certificates are kept in memory.
+pub const LEAF_CACHE_HOSTS: usize = 1024;
+/// ALPN offered to clients of intercepted connections.
+pub const CLIENT_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+/// The one crypto provider keygate uses (aws-lc-rs).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Errors setting up TLS.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    /// An `upstream.ca` file could not be used.
+    #[error("upstream CA {path}: {what}")]
+    ExtraRoot {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// Server configs for intercepted hosts, one per host, minted on first use.
+pub struct ServerConfigs {
+    issuer: Arc<dyn LeafIssuer>,
+    provider: Arc<CryptoProvider>,
+    /// A std Mutex: held for a map lookup or insert, never while minting or awaiting.
+    cache: Mutex<LruCache<Host, Arc<ServerConfig>>>,
+}
+
+impl std::fmt::Debug for ServerConfigs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfigs").finish_non_exhaustive()
+    }
+}
+
+impl ServerConfigs {
+    /// A cache of at most `capacity` hosts.
+    pub fn new(issuer: Arc<dyn LeafIssuer>, capacity: usize) -> ServerConfigs {
+        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
+        ServerConfigs {
+            issuer,
+            provider: provider(),
+            cache: Mutex::new(LruCache::new(capacity)),
+        }
+    }
+
+    /// The server config presenting a leaf for `host` (SAN = host only).
+    pub fn for_host(&self, host: &Host) -> Result<Arc<ServerConfig>, CaError> {
+        if let Some(config) = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|mut c| c.get(host).cloned())
+        {
+            return Ok(config);
+        }
+        let leaf = self.issuer.mint(host)?;
+        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .and_then(|b| {
+                b.with_no_client_auth()
+                    .with_single_cert(leaf.chain, PrivateKeyDer::Pkcs8(leaf.key))
+            })
+            .map_err(|e| CaError::Invalid {
+                path: PathBuf::from("<leaf>"),
+                what: e.to_string(),
+            })?;
+        config.alpn_protocols = CLIENT_ALPN.iter().map(|p| p.to_vec()).collect();
+        let config = Arc::new(config);
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.put(host.clone(), config.clone());
+        }
+        Ok(config)
+    }
+}
+
+/// Reads every certificate of the `upstream.ca` files.
+pub fn load_extra_roots(paths: &[PathBuf]) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let mut roots = Vec::new();
+    for path in paths {
+        let fail = |what: String| TlsSetupError::ExtraRoot {
+            path: path.clone(),
+            what,
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| fail(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(fail("no PEM certificate in the file".into()));
+        }
+        roots.extend(certs);
+    }
+    Ok(roots)
+}
+
+/// The upstream client config: verified always, with `alpn` offered.
+pub fn client_config(
+    extra_roots: &[CertificateDer<'static>],
+    alpn: &[&[u8]],
+) -> Result<Arc<ClientConfig>, TlsSetupError> {
+    let provider = provider();
+    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(
+        extra_roots.iter().cloned(),
+        provider.clone(),
+    )?;
+    // SECURITY: `dangerous()` is rustls' only door for installing a verifier other than
+    // its built-in webpki one; it is used here exactly as rustls-platform-verifier's own
+    // `with_platform_verifier()` does, to install the platform verifier (OS trust store,
+    // webpki roots, plus `upstream.ca`). Every upstream certificate is still verified
+    // for the SNI host; there is no code path that skips it.
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}

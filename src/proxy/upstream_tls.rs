@@ -1,0 +1,173 @@
+//! TLS to upstreams of intercepted connections: TCP through [`Connector`] (policy and
+//! private-address checks included), then a verified handshake with SNI = the host.
+//! As a tower `Service<Uri>` it feeds hyper-util's pooling client, which then reuses
+//! connections per host and speaks h2 when the upstream's ALPN says so.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Uri;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector as RustlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::upstream::{ConnectError, Connector};
+use crate::policy::{Host, parse_authority};
+
+/// How long the upstream TLS handshake may take.
+pub const UPSTREAM_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens verified TLS connections to upstreams.
+#[derive(Clone)]
+pub struct TlsConnector {
+    tcp: Connector,
+    tls: RustlsConnector,
+}
+
+impl std::fmt::Debug for TlsConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConnector").finish_non_exhaustive()
+    }
+}
+
+impl TlsConnector {
+    /// TLS over `tcp` with `config` (its ALPN decides h2 vs http/1.1).
+    pub fn new(tcp: Connector, config: Arc<ClientConfig>) -> TlsConnector {
+        TlsConnector {
+            tcp,
+            tls: RustlsConnector::from(config),
+        }
+    }
+
+    /// Connects and completes a verified handshake with `host`.
+    pub async fn connect(&self, host: &Host, port: u16) -> Result<UpstreamTls, ConnectError> {
+        let tcp = self.tcp.connect(host, port).await?;
+        let name = match host {
+            Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
+            Host::Name(n) => ServerName::try_from(n.clone()).map_err(|_| {
+                ConnectError::BadAddress(format!("{n} is not a valid TLS server name"))
+            })?,
+        };
+        let handshake = self.tls.connect(name, tcp);
+        let stream = tokio::time::timeout(UPSTREAM_HANDSHAKE_TIMEOUT, handshake)
+            .await
+            .map_err(|_| ConnectError::Timeout(format!("TLS handshake with {host}:{port}")))?
+            .map_err(|e| tls_error(host, port, e))?;
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        Ok(UpstreamTls {
+            io: TokioIo::new(stream),
+            h2,
+        })
+    }
+}
+
+/// Names certificate failures plainly: they are the ones a user must act on.
+fn tls_error(host: &Host, port: u16, e: io::Error) -> ConnectError {
+    let what = match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(cert)) => {
+            format!(
+                "the upstream certificate was rejected ({cert:?}); keygate never skips verification, add its root with --upstream-ca if it is a private CA"
+            )
+        }
+        Some(other) => format!("TLS error: {other}"),
+        None => format!("TLS handshake failed: {e}"),
+    };
+    ConnectError::Tls {
+        target: format!("{host}:{port}"),
+        what,
+    }
+}
+
+/// A verified TLS connection to an upstream.
+#[derive(Debug)]
+pub struct UpstreamTls {
+    io: TokioIo<TlsStream<TcpStream>>,
+    h2: bool,
+}
+
+impl UpstreamTls {
+    /// The tokio stream, for upgraded (WebSocket) bridging.
+    pub fn into_inner(self) -> TlsStream<TcpStream> {
+        self.io.into_inner()
+    }
+}
+
+impl Connection for UpstreamTls {
+    fn connected(&self) -> Connected {
+        let connected = Connected::new();
+        if self.h2 {
+            connected.negotiated_h2()
+        } else {
+            connected
+        }
+    }
+}
+
+impl hyper::rt::Read for UpstreamTls {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for UpstreamTls {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
+impl tower_service::Service<Uri> for TlsConnector {
+    type Response = UpstreamTls;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<UpstreamTls, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let authority = uri
+                .authority()
+                .ok_or_else(|| ConnectError::BadAddress(uri.to_string()))?;
+            let (host, port) = parse_authority(authority.as_str(), Some(443))
+                .map_err(|e| ConnectError::BadAddress(e.to_string()))?;
+            this.connect(&host, port).await
+        })
+    }
+}

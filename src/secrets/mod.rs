@@ -1,0 +1,20 @@
+//! Secrets: values in the OS keyring, metadata in `secrets.yaml`, provider recipes.
+//!
+//! * [`value`]: [`SecretValue`], zeroized and never printable.
+//! * [`store`] / [`keyring`]: the [`SecretStore`] trait and the OS keyring backends.
+//! * [`registry`]: secrets.yaml entries and their validation.
+//! * [`recipe`] / [`dummy`]: provider recipes and shape-keeping dummy values.
+//! * [`binding`]: what the proxy uses at run time, loaded once at start.
+
+pub mod binding;
+pub mod dummy;
+pub mod keyring;
+pub mod recipe;
+pub mod registry;
+pub mod store;
+pub mod value;
+
+pub use binding::{Binding, Missing, SecretSet};
+pub use registry::{Registry, SecretEntry};
+pub use store::{MemoryStore, SecretStore, StoreError};
+pub use value::SecretValue;

@@ -1,0 +1,121 @@
+//! Provider recipes (`addons/*.yaml`): the fields of a registry entry minus the
+//! value-specific ones, with a dummy *template* that keeps the provider's key shape.
+//! Built-in recipes are compiled in; `$KEYGATE_HOME/addons/NAME.yaml` overrides them.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::registry::EnvVars;
+use crate::config::{ConfigError, yaml_error};
+
+/// The recipes compiled into the binary: (name, YAML text).
+pub const BUILT_IN: &[(&str, &str)] = &[
+    ("anthropic", include_str!("../../addons/anthropic.yaml")),
+    ("openai", include_str!("../../addons/openai.yaml")),
+    ("github", include_str!("../../addons/github.yaml")),
+    ("gemini", include_str!("../../addons/gemini.yaml")),
+    ("huggingface", include_str!("../../addons/huggingface.yaml")),
+    ("npm", include_str!("../../addons/npm.yaml")),
+];
+
+/// One provider recipe.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// One line on what the recipe is for.
+    pub description: String,
+    /// Hosts the provider's key is used with.
+    pub hosts: Vec<String>,
+    /// The provider's header.
+    pub header: String,
+    /// How the key appears in it.
+    #[serde(default = "default_format")]
+    pub format: String,
+    /// Environment variable(s) the provider's tools read.
+    #[serde(default)]
+    pub env: EnvVars,
+    /// Dummy template (see [`super::dummy`]).
+    pub dummy: String,
+    /// Least-privilege defaults.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Least-privilege defaults.
+    #[serde(default)]
+    pub paths: Option<Vec<String>>,
+    /// Swap in the query too (e.g. Gemini's `?key=`).
+    #[serde(default)]
+    pub query: bool,
+}
+
+fn default_format() -> String {
+    "{secret}".into()
+}
+
+impl Recipe {
+    /// Parses recipe text; `origin` is used in error messages.
+    pub fn parse(text: &str, origin: &Path) -> Result<Recipe, ConfigError> {
+        serde_yaml::from_str(text).map_err(|e| yaml_error(&e, origin))
+    }
+}
+
+/// Finds recipe `name`: the user's `addons_dir/NAME.yaml` first, then the built-in one.
+pub fn find(name: &str, addons_dir: &Path) -> Result<Option<Recipe>, ConfigError> {
+    let user = addons_dir.join(format!("{name}.yaml"));
+    match std::fs::read_to_string(&user) {
+        Ok(text) => return Recipe::parse(&text, &user).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(ConfigError::File {
+                path: user,
+                message: e.to_string(),
+            });
+        }
+    }
+    BUILT_IN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(n, text)| Recipe::parse(text, Path::new(&format!("addons/{n}.yaml"))))
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::dummy::expand;
+    use crate::secrets::registry::SecretEntry;
+
+    #[test]
+    fn every_built_in_recipe_yields_a_valid_entry() {
+        for (name, text) in BUILT_IN {
+            let recipe = Recipe::parse(text, Path::new(name)).unwrap();
+            let entry = SecretEntry {
+                name: name.to_string(),
+                hosts: recipe.hosts.clone(),
+                header: recipe.header.clone(),
+                format: recipe.format.clone(),
+                env: recipe.env.clone(),
+                dummy: expand(&recipe.dummy, name).unwrap(),
+                methods: recipe.methods.clone(),
+                paths: recipe.paths.clone(),
+                query: recipe.query,
+            };
+            entry.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn user_recipe_overrides_built_in() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("anthropic.yaml"),
+            "description: mine\nhosts: [llm.internal]\nheader: x-api-key\ndummy: \"sk-ant-{random:20}\"\n",
+        )
+        .unwrap();
+        let r = find("anthropic", dir.path()).unwrap().unwrap();
+        assert_eq!(r.hosts, vec!["llm.internal"]);
+        let builtin = find("openai", dir.path()).unwrap().unwrap();
+        assert_eq!(builtin.hosts, vec!["api.openai.com"]);
+        assert!(find("nope", dir.path()).unwrap().is_none());
+    }
+}

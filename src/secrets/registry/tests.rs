@@ -1,0 +1,134 @@
+use super::*;
+
+fn entry(name: &str, dummy: &str) -> SecretEntry {
+    SecretEntry {
+        name: name.into(),
+        hosts: vec!["api.example.com".into()],
+        header: "authorization".into(),
+        format: "Bearer {secret}".into(),
+        env: EnvVars::One(format!("{}_KEY", name.to_uppercase())),
+        dummy: dummy.into(),
+        methods: None,
+        paths: None,
+        query: false,
+    }
+}
+
+fn err(e: SecretEntry) -> String {
+    e.validate().unwrap_err()
+}
+
+#[test]
+fn spec_example_parses_and_round_trips() {
+    let text = r#"
+- name: anthropic
+  hosts: [api.anthropic.com]
+  header: x-api-key
+  format: "{secret}"
+  env: ANTHROPIC_API_KEY
+  dummy: sk-ant-api03-keygate-dummy-0123456789
+  methods: [GET, post]
+  paths: ["/v1/*"]
+  query: false
+"#;
+    let path = Path::new("/h/secrets.yaml");
+    let registry = Registry::parse(text, path).unwrap();
+    let b = &registry.bindings().unwrap()[0];
+    assert_eq!(b.header.as_str(), "x-api-key");
+    assert_eq!(b.methods.as_ref().unwrap()[1], Method::POST);
+    assert!(b.permits(&Method::POST, "/v1/messages"));
+    assert!(b.permits(&Method::GET, "/v1/models/x/y"));
+    assert!(!b.permits(&Method::DELETE, "/v1/messages"));
+    assert!(!b.permits(&Method::POST, "/v2/messages"));
+    let again = Registry::parse(&registry.to_yaml(), path).unwrap();
+    assert_eq!(again, registry);
+}
+
+#[test]
+fn entry_errors_say_what_to_fix() {
+    assert!(err(entry("Bad Name", "keygate-dummy-aaaaaaaa")).contains("secret name"));
+    let mut e = entry("a", "keygate-dummy-aaaaaaaa");
+    e.hosts.clear();
+    assert!(err(e).contains("at least one host"));
+    let mut e = entry("a", "keygate-dummy-aaaaaaaa");
+    e.hosts = vec!["*bad.com".into()];
+    assert!(err(e).contains("*bad.com"));
+    let mut e = entry("a", "keygate-dummy-aaaaaaaa");
+    e.header = "bad header".into();
+    assert!(err(e).contains("not a valid HTTP header"));
+    let mut e = entry("a", "keygate-dummy-aaaaaaaa");
+    e.header = "Proxy-Authorization".into();
+    assert!(err(e).contains("hop-by-hop"));
+    let mut e = entry("a", "keygate-dummy-aaaaaaaa");
+    e.format = "Bearer".into();
+    assert!(err(e).contains("{secret}"));
+    let mut e = entry("a", "keygate-dummy-aaaaaaaa");
+    e.env = EnvVars::One("HTTPS_PROXY".into());
+    assert!(err(e).contains("set by keygate"));
+    let mut e = entry("a", "keygate-dummy-aaaaaaaa");
+    e.env = EnvVars::One("1BAD".into());
+    assert!(err(e).contains("not a valid environment"));
+    assert!(err(entry("a", "short")).contains("at least"));
+    assert!(err(entry("a", "has space in the dummy")).contains("printable"));
+    let mut e = entry("a", "keygate-dummy-aaaaaaaa");
+    e.methods = Some(vec!["GE T".into()]);
+    assert!(err(e).contains("not an HTTP method"));
+    let mut e = entry("a", "keygate-dummy-aaaaaaaa");
+    e.paths = Some(vec!["v1/*".into()]);
+    assert!(err(e).contains("start with '/'"));
+}
+
+#[test]
+fn registry_wide_rules() {
+    let path = Path::new("/h/secrets.yaml");
+    let dup = Registry {
+        entries: vec![
+            entry("a", "keygate-dummy-aaaaaaaa"),
+            entry("a", "keygate-dummy-bbbbbbbb"),
+        ],
+    };
+    assert!(dup.bindings().unwrap_err().contains("twice"));
+    let nested = Registry {
+        entries: vec![
+            entry("a", "keygate-dummy-aaaaaaaa"),
+            entry("b", "keygate-dummy-aaaaaaaa-more"),
+        ],
+    };
+    assert!(nested.bindings().unwrap_err().contains("occurs inside"));
+    let mut b = entry("b", "keygate-dummy-bbbbbbbb");
+    b.env = EnvVars::One("A_KEY".into());
+    let env_clash = Registry {
+        entries: vec![entry("a", "keygate-dummy-aaaaaaaa"), b],
+    };
+    assert!(env_clash.bindings().unwrap_err().contains("claimed by two"));
+    let e = Registry::parse("- name: a\n  hosts: [x.com]\n  dumy: y\n", path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("/h/secrets.yaml:3:"), "{e}");
+    assert!(e.contains("dumy"), "{e}");
+}
+
+#[test]
+fn env_accepts_one_or_many() {
+    let path = Path::new("s.yaml");
+    let r = Registry::parse(
+        "- name: gh\n  hosts: [github.com]\n  env: [GH_TOKEN, GITHUB_TOKEN]\n  dummy: ghp_keygateDummy0123456789\n",
+        path,
+    )
+    .unwrap();
+    assert_eq!(
+        r.bindings().unwrap()[0].env,
+        vec!["GH_TOKEN", "GITHUB_TOKEN"]
+    );
+}
+
+#[test]
+fn upsert_and_remove() {
+    let mut r = Registry::default();
+    r.upsert(entry("a", "keygate-dummy-aaaaaaaa"));
+    r.upsert(entry("a", "keygate-dummy-cccccccc"));
+    assert_eq!(r.entries.len(), 1);
+    assert_eq!(r.get("a").unwrap().dummy, "keygate-dummy-cccccccc");
+    assert!(r.remove("a"));
+    assert!(!r.remove("a"));
+}
