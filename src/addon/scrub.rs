@@ -1,8 +1,10 @@
 //! Scrub: in responses from bound hosts, the real value is replaced by the dummy in
 //! header values and in uncompressed bodies, streaming-safe across chunk boundaries.
 //!
-//! [`Scrubber`] holds back at most `longest needle - 1` bytes between chunks (a value
-//! split across two chunks is still caught) and never buffers more than that.
+//! [`Scrubber`] holds back, between chunks, only a chunk's tail that is the beginning of
+//! a real value (so a value split across chunks is still caught): at most `longest
+//! value - 1` bytes, and none at all for an ordinary chunk, so streamed events (SSE)
+//! are never delayed.
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
@@ -15,7 +17,6 @@ use crate::secrets::Binding;
 /// A streaming find-and-replace of real values by their dummies.
 pub struct Scrubber {
     needles: Vec<(memmem::Finder<'static>, Bytes)>,
-    hold: usize,
     carry: BytesMut,
 }
 
@@ -40,12 +41,30 @@ impl Scrubber {
                 )
             })
             .collect();
-        let longest = needles.iter().map(|(f, _)| f.needle().len()).max()?;
+        if needles.is_empty() {
+            return None;
+        }
         Some(Scrubber {
             needles,
-            hold: longest - 1,
             carry: BytesMut::new(),
         })
+    }
+
+    /// Length of the longest tail of `buf` that is a proper prefix of some real value:
+    /// those bytes may continue into the next chunk.
+    fn partial_tail(&self, buf: &[u8]) -> usize {
+        self.needles
+            .iter()
+            .map(|(finder, _)| {
+                let needle = finder.needle();
+                let longest = (needle.len() - 1).min(buf.len());
+                (1..=longest)
+                    .rev()
+                    .find(|k| buf.ends_with(&needle[..*k]))
+                    .unwrap_or(0)
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// The earliest match at or after `from`: (position, needle index).
@@ -59,28 +78,25 @@ impl Scrubber {
 
     /// Feeds a chunk; returns what can be released now.
     pub fn push(&mut self, chunk: &[u8]) -> Bytes {
-        if self.carry.is_empty() && chunk.len() > self.hold && self.next_match(chunk, 0).is_none() {
-            // Fast path: no match; release all but the tail that could start a match.
-            let release = chunk.len() - self.hold;
-            self.carry.extend_from_slice(&chunk[release..]);
-            return Bytes::copy_from_slice(&chunk[..release]);
+        if self.carry.is_empty()
+            && self.next_match(chunk, 0).is_none()
+            && self.partial_tail(chunk) == 0
+        {
+            return Bytes::copy_from_slice(chunk);
         }
         self.carry.extend_from_slice(chunk);
         let buf = std::mem::take(&mut self.carry);
-        let safe_end = buf.len().saturating_sub(self.hold);
         let mut out = BytesMut::with_capacity(buf.len());
         let mut cursor = 0;
-        while let Some((at, i)) = self
-            .next_match(&buf, cursor)
-            .filter(|(at, _)| *at < safe_end)
-        {
+        while let Some((at, i)) = self.next_match(&buf, cursor) {
             out.extend_from_slice(&buf[cursor..at]);
             out.extend_from_slice(&self.needles[i].1);
             cursor = at + self.needles[i].0.needle().len();
         }
-        let release_to = safe_end.max(cursor);
-        out.extend_from_slice(&buf[cursor..release_to]);
-        self.carry.extend_from_slice(&buf[release_to..]);
+        let rest = &buf[cursor..];
+        let release = rest.len() - self.partial_tail(rest);
+        out.extend_from_slice(&rest[..release]);
+        self.carry.extend_from_slice(&rest[release..]);
         out.freeze()
     }
 
@@ -239,12 +255,17 @@ mod tests {
     }
 
     #[test]
-    fn untouched_bodies_pass_unchanged_and_hold_back_little() {
+    fn untouched_chunks_are_released_whole_and_only_a_real_prefix_is_held() {
         let mut s = Scrubber::new(&[(REAL, DUMMY)]).unwrap();
         let chunk = vec![b'x'; 100_000];
-        let released = s.push(&chunk);
-        assert_eq!(released.len(), 100_000 - (REAL.len() - 1));
-        assert_eq!(s.finish().len(), REAL.len() - 1);
+        assert_eq!(s.push(&chunk).len(), 100_000);
+        // An SSE event is released at once, terminator included.
+        assert_eq!(&s.push(b"data: {}\n\n")[..], b"data: {}\n\n");
+        assert!(s.finish().is_empty());
+        // A tail that starts the real value waits for the next chunk, and only it.
+        let mut s = Scrubber::new(&[(REAL, DUMMY)]).unwrap();
+        assert_eq!(&s.push(b"data: sk-RE")[..], b"data: ");
+        assert_eq!(&s.push(b"AL-0123456789\n\n")[..], b"sk-dummy-xx\n\n");
         // A prefix of the needle at the very end is released by finish, unchanged.
         let out = run(&[(REAL, DUMMY)], &[b"tail sk-REAL-01"]);
         assert_eq!(out, b"tail sk-REAL-01");
