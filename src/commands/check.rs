@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use keygate::config::Config;
 use keygate::home::Home;
 use keygate::policy::{HostPattern, Mode, Policy};
+use keygate::secrets::recipe;
 
 use super::{Failure, load_config, overrides};
 use crate::cli::CheckArgs;
@@ -22,10 +23,64 @@ pub fn run(home: &Home, args: CheckArgs) -> Result<(), Failure> {
             )));
         }
     }
-    let policy = config.policy(Vec::new());
+    let registry = super::load_registry(home)?;
+    let bindings = registry
+        .bindings()
+        .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", home.secrets_file().display())))?;
+    let recipes = check_recipes(home)?;
+    let secret_hosts = bindings
+        .iter()
+        .flat_map(|b| b.hosts.iter().cloned())
+        .collect();
+    let policy = config.policy(secret_hosts);
     print!("{}", describe(home, &config, &policy));
+    println!("\nsecrets ({}):", home.secrets_file().display());
+    if bindings.is_empty() {
+        println!("  (none)");
+    }
+    for b in &bindings {
+        let hosts: Vec<String> = b.hosts.iter().map(|h| h.to_string()).collect();
+        println!(
+            "  - {} -> {} (header {}, env {})",
+            b.name,
+            hosts.join(", "),
+            b.header,
+            b.env.join(",")
+        );
+    }
+    println!("recipes: {}", recipes.join(", "));
     eprintln!("keygate: configuration is valid");
     Ok(())
+}
+
+/// Parses every built-in recipe and every `addons/*.yaml` of the user; returns names.
+fn check_recipes(home: &Home) -> Result<Vec<String>, Failure> {
+    let mut names: Vec<String> = recipe::BUILT_IN
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let dir = home.addons_dir();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(names);
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", path.display())))?;
+        recipe::Recipe::parse(&text, &path).map_err(Failure::usage)?;
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if !names.contains(&name) {
+            names.push(format!("{name} (yours)"));
+        }
+    }
+    Ok(names)
 }
 
 fn list(out: &mut String, title: &str, patterns: &[HostPattern]) {

@@ -124,7 +124,17 @@ fn upgrade_request(headers: &HeaderMap, version: Version) -> bool {
 /// upgrade's own), and the target rebuilt from the CONNECT host.
 fn prepare(parts: &mut http::request::Parts, host: &Host, port: u16, upgrade: bool) {
     let upgrade_value = parts.headers.get(UPGRADE).cloned();
+    let te_trailers = parts
+        .headers
+        .get(http::header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     strip_hop_by_hop(&mut parts.headers);
+    if te_trailers {
+        // gRPC needs `te: trailers` end to end; it carries no per-hop meaning.
+        parts
+            .headers
+            .insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
     if upgrade && let Some(value) = upgrade_value {
         parts
             .headers
