@@ -17,6 +17,7 @@ use super::forward::{RESPONSE_HEAD_TIMEOUT, upstream_error};
 use super::headers::strip_hop_by_hop;
 use super::metered::{Direction, FlowRecord, Metered};
 use super::respond::ProxyError;
+use super::server::MAX_HEAD_BYTES;
 use super::{Body, BoxError, ClientInfo, Proxy};
 use crate::addon::FlowContext;
 use crate::audit::{Event, Kind, Verdict, path_without_query};
@@ -50,6 +51,12 @@ pub async fn handle(
     event.method = Some(parts.method.to_string());
     event.path = Some(path.clone());
     let what = format!("{} https://{}:{}{path}", parts.method, conn.host, conn.port);
+    if head_size(&parts) > MAX_HEAD_BYTES {
+        // hyper's auto builder bounds only incomplete h1 heads; a complete oversized
+        // one (or a large h2 header list) is refused here.
+        let err = ProxyError::HeadTooLarge(MAX_HEAD_BYTES);
+        return Ok(proxy.refuse(event, &err, &what, started));
+    }
     let mut flow = FlowContext::new(
         conn.client.to_string(),
         conn.host.clone(),
@@ -107,6 +114,17 @@ pub async fn handle(
         .map_err(|e| -> BoxError { Box::new(e) })
         .boxed();
     Ok(Response::from_parts(head, body))
+}
+
+/// Bytes of the request head: target plus every header name and value.
+fn head_size(parts: &http::request::Parts) -> usize {
+    let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    target
+        + parts
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>()
 }
 
 /// An HTTP/1.1 `Connection: upgrade` request with an `Upgrade` header (WebSocket).

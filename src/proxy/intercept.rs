@@ -12,7 +12,7 @@ use hyper_util::server::conn::auto;
 use tokio_rustls::LazyConfigAcceptor;
 
 use super::exchange::{self, Intercepted};
-use super::server::HEADER_READ_TIMEOUT;
+use super::server::{HEADER_READ_TIMEOUT, MAX_HEAD_BYTES};
 use super::tunnel::{Hello, check_hello};
 use super::{ClientInfo, Proxy};
 use crate::audit::{Event, Kind, Verdict};
@@ -86,8 +86,12 @@ async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
     let serving = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
     tokio::pin!(serving);
     let result = tokio::select! {

@@ -40,6 +40,9 @@ pub enum ProxyError {
     /// An addon answered early (tripwire, host check, least privilege, missing secret).
     #[error("{}: {}", .0.code, .0.why)]
     Addon(Refuse),
+    /// The request head is larger than keygate accepts (431).
+    #[error("head-too-large: the request head exceeds {0} bytes")]
+    HeadTooLarge(usize),
     /// keygate itself failed (500).
     #[error("internal-error: {0}")]
     Internal(String),
@@ -75,6 +78,7 @@ impl ProxyError {
             ProxyError::Refused(_) | ProxyError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ProxyError::Addon(refuse) => refuse.status,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -83,6 +87,7 @@ impl ProxyError {
     /// What a human can do about it, for the body.
     fn advice(&self) -> String {
         match self {
+            ProxyError::HeadTooLarge(_) => "Send fewer or shorter headers.".into(),
             ProxyError::BadRequest(_) => {
                 "Check the request: keygate is an HTTP proxy and expects CONNECT host:port or an absolute http:// URL.".into()
             }
@@ -99,7 +104,9 @@ impl ProxyError {
     /// Logs this error at the level its side deserves.
     pub fn log(&self, what: &str) {
         match self {
-            ProxyError::BadRequest(_) => tracing::info!("{what}: {self}"),
+            ProxyError::BadRequest(_) | ProxyError::HeadTooLarge(_) => {
+                tracing::info!("{what}: {self}")
+            }
             ProxyError::Addon(refuse) if refuse.alert => tracing::error!("ALERT {what}: {self}"),
             ProxyError::Internal(_) => tracing::error!("{what}: {self}"),
             _ => tracing::warn!("{what}: {self}"),

@@ -71,6 +71,7 @@ async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr) {
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES)
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades();

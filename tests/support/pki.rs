@@ -1,0 +1,83 @@
+//! A test PKI minted with rcgen: a root CA of its own (never keygate's) and leaf
+//! certificates for the fake upstreams, so a client can verify an upstream's own
+//! certificate through a keygate tunnel.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// A root CA for one test.
+pub struct TestPki {
+    root_der: CertificateDer<'static>,
+    root_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl TestPki {
+    /// Mints a fresh root (ECDSA P-256).
+    pub fn new() -> TestPki {
+        let key = KeyPair::generate().expect("root key");
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "keygate integration-test root");
+        dn.push(DnType::OrganizationName, "keygate tests");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).expect("self-signed root");
+        TestPki {
+            root_der: cert.der().clone(),
+            root_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// Writes the root certificate to `dir/testroot.pem` (for curl's `--cacert`).
+    pub fn write_root(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("testroot.pem");
+        std::fs::write(&path, &self.root_pem).expect("write test root");
+        path
+    }
+
+    /// A server configuration presenting a leaf for `names` (DNS names or IP literals,
+    /// all in the SAN), issued by this root.
+    pub fn server_config(&self, names: &[&str]) -> Arc<ServerConfig> {
+        let key = KeyPair::generate().expect("leaf key");
+        let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(sans).expect("leaf params");
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "keygate test upstream");
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf = params.signed_by(&key, &self.issuer).expect("leaf");
+        let chain = vec![leaf.der().clone(), self.root_der.clone()];
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let config = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server config");
+        Arc::new(config)
+    }
+
+    /// A client configuration that trusts this root only (and speaks HTTP/1.1).
+    pub fn client_config(&self) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.root_der.clone()).expect("add test root");
+        let mut config = ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+}

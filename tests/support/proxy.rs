@@ -1,0 +1,225 @@
+//! Runs keygate in-process (habit 1): a `Config` built the way the binary builds it, a
+//! listener on 127.0.0.1:0, a stop handle, and the audit log captured as JSON values.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keygate::audit::{AuditLog, AuditWriter};
+use keygate::config::{Config, Overrides, RawConfig, ResolveRule};
+use keygate::policy::{HostPattern, Mode};
+use keygate::proxy::{self, Proxy};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::{WAIT, within};
+
+/// Collects what the audit writer thread writes, and wakes waiters on every write.
+#[derive(Clone)]
+struct Sink {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    writes: Arc<watch::Sender<u64>>,
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.bytes.lock().expect("sink").extend_from_slice(buf);
+        self.writes.send_modify(|n| *n += 1);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sink {
+    /// Every complete line written so far, parsed.
+    fn events(&self) -> Vec<Value> {
+        let bytes = self.bytes.lock().expect("sink").clone();
+        let text = String::from_utf8(bytes).expect("the audit log is UTF-8");
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        complete
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line {l:?}: {e}")))
+            .collect()
+    }
+}
+
+/// How a test proxy is configured: keygate.yaml text plus `keygate start` flags.
+/// The network mode defaults to `custom`, so only what a test allows is allowed.
+pub struct ProxyBuilder {
+    yaml: String,
+    flags: Overrides,
+}
+
+impl ProxyBuilder {
+    /// Mode `custom`, nothing allowed, no keygate.yaml.
+    pub fn new() -> ProxyBuilder {
+        ProxyBuilder {
+            yaml: String::new(),
+            flags: Overrides {
+                mode: Some(Mode::Custom),
+                ..Overrides::default()
+            },
+        }
+    }
+
+    /// keygate.yaml contents.
+    pub fn yaml(mut self, text: &str) -> ProxyBuilder {
+        self.yaml = text.to_string();
+        self
+    }
+
+    /// `--mode`.
+    pub fn mode(mut self, mode: Mode) -> ProxyBuilder {
+        self.flags.mode = Some(mode);
+        self
+    }
+
+    /// `--allow PATTERN`.
+    pub fn allow(mut self, pattern: &str) -> ProxyBuilder {
+        self.flags
+            .allow
+            .push(pattern.parse().expect("allow pattern"));
+        self
+    }
+
+    /// `--deny PATTERN`.
+    pub fn deny(mut self, pattern: &str) -> ProxyBuilder {
+        let pattern: HostPattern = pattern.parse().expect("deny pattern");
+        self.flags.deny.push(pattern);
+        self
+    }
+
+    /// `--resolve HOST:PORT=target`.
+    pub fn resolve(mut self, host_port: &str, target: SocketAddr) -> ProxyBuilder {
+        let rule: ResolveRule = format!("{host_port}={target}")
+            .parse()
+            .expect("resolve rule");
+        self.flags.resolve.push(rule);
+        self
+    }
+
+    /// Builds the configuration and serves it on 127.0.0.1:0.
+    pub async fn start(self) -> TestProxy {
+        let raw = RawConfig::parse(&self.yaml, Path::new("keygate.yaml")).expect("keygate.yaml");
+        let config = Config::build(raw, None, self.flags).expect("config");
+        let policy = config.policy(Vec::new());
+        let (watch_tx, _) = watch::channel(0);
+        let sink = Sink {
+            bytes: Arc::default(),
+            writes: Arc::new(watch_tx),
+        };
+        let (audit, writer) = AuditLog::to_writer(sink.clone());
+        let proxy = Proxy::new(config, policy, audit).expect("proxy");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stop_rx.await;
+        };
+        let run = tokio::spawn(proxy::run(proxy, listener, shutdown));
+        TestProxy {
+            addr,
+            stop: Some(stop_tx),
+            run,
+            result: None,
+            sink,
+            _writer: writer,
+        }
+    }
+}
+
+/// A running in-process proxy. Dropping it stops it.
+pub struct TestProxy {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    run: JoinHandle<io::Result<()>>,
+    result: Option<io::Result<()>>,
+    sink: Sink,
+    _writer: AuditWriter,
+}
+
+impl TestProxy {
+    /// Sends the stop signal (what SIGTERM does in the binary).
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Whether `run` returns within `limit`. For negative checks ("still waiting"):
+    /// a slow machine can only make such a check miss a bug, never fail a good proxy.
+    pub async fn returns_within(&mut self, limit: Duration) -> bool {
+        if self.result.is_some() {
+            return true;
+        }
+        match tokio::time::timeout(limit, &mut self.run).await {
+            Ok(result) => {
+                self.result = Some(result.expect("proxy task"));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Sends the stop signal, waits for `run` to return (bounded), and returns its result.
+    pub async fn join(mut self) -> io::Result<()> {
+        self.stop();
+        if let Some(result) = self.result.take() {
+            return result;
+        }
+        let run = &mut self.run;
+        within("proxy::run to return", run)
+            .await
+            .expect("proxy task")
+    }
+
+    /// The audit events written so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.sink.events()
+    }
+
+    /// Waits (bounded) for an audit event of `kind` for which `pred` holds.
+    pub async fn event(&self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let mut writes = self.sink.writes.subscribe();
+        let found = tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(e) = self
+                    .sink
+                    .events()
+                    .into_iter()
+                    .find(|e| e["kind"] == kind && pred(e))
+                {
+                    return e;
+                }
+                writes.changed().await.expect("audit sink");
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| {
+            panic!(
+                "no matching `{kind}` audit event within {}s; events: {:#?}",
+                WAIT.as_secs(),
+                self.events()
+            )
+        })
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The `reason` of an audit event, or "".
+pub fn reason(event: &Value) -> &str {
+    event["reason"].as_str().unwrap_or("")
+}
