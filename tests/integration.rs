@@ -11,6 +11,8 @@ mod support;
 mod cli;
 #[path = "integration/forward.rs"]
 mod forward;
+#[path = "integration/keyring.rs"]
+mod keyring;
 #[path = "integration/policy.rs"]
 mod policy;
 #[path = "integration/regression.rs"]
