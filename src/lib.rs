@@ -28,6 +28,7 @@
 //! I/O; nothing imports `proxy`.
 
 pub mod addon;
+pub mod agent;
 pub mod audit;
 pub mod ca;
 pub mod config;

@@ -34,6 +34,8 @@ impl std::fmt::Debug for LeafCert {
 pub trait LeafIssuer: Send + Sync {
     /// Mints a new leaf for `host` (no caching here; callers cache).
     fn mint(&self, host: &Host) -> Result<LeafCert, CaError>;
+    /// The CA certificate, PEM (served at `http://keygate.test/ca.pem`).
+    fn ca_pem(&self) -> &str;
 }
 
 fn leaf_params(host: &Host) -> Result<CertificateParams, CaError> {
@@ -66,5 +68,9 @@ impl LeafIssuer for Ca {
             chain: vec![cert.der().clone(), self.cert_der.clone()],
             key: PrivatePkcs8KeyDer::from(key.serialize_der()),
         })
+    }
+
+    fn ca_pem(&self) -> &str {
+        self.cert_pem()
     }
 }

@@ -66,6 +66,8 @@ pub enum Allowed {
     AllowRule(HostPattern),
     /// A pattern of the embedded trusted list matched.
     Trusted(HostPattern),
+    /// keygate's own self-test origin (`keygate.test`), answered locally.
+    SelfTest,
 }
 
 impl fmt::Display for Allowed {
@@ -74,6 +76,7 @@ impl fmt::Display for Allowed {
             Allowed::SecretHost => f.write_str("secret host"),
             Allowed::AllowRule(p) => write!(f, "allow rule {p}"),
             Allowed::Trusted(p) => write!(f, "trusted list {p}"),
+            Allowed::SelfTest => f.write_str("keygate self-test origin"),
         }
     }
 }

@@ -51,6 +51,9 @@ pub async fn handle(
     event.method = Some(parts.method.to_string());
     event.path = Some(path.clone());
     let what = format!("{} https://{}:{}{path}", parts.method, conn.host, conn.port);
+    if super::selftest::is_self(&conn.host) {
+        return Ok(proxy.self_test(event, &parts, true, started));
+    }
     if head_size(&parts) > MAX_HEAD_BYTES {
         // hyper's auto builder bounds only incomplete h1 heads; a complete oversized
         // one (or a large h2 header list) is refused here.

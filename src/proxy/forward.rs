@@ -48,6 +48,10 @@ pub async fn handle(
     };
     event.host = Some(host.to_string());
     event.port = Some(port);
+    if super::selftest::is_self(&host) {
+        let (parts, _) = req.into_parts();
+        return proxy.self_test(event, &parts, false, started);
+    }
     let allowed = match proxy.policy.decide(&host, port) {
         Ok(allowed) => allowed,
         Err(refusal) => return proxy.refuse(event, &ProxyError::Refused(refusal), &what, started),

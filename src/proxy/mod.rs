@@ -13,6 +13,7 @@ pub mod headers;
 pub mod intercept;
 pub mod metered;
 pub mod respond;
+pub mod selftest;
 pub mod server;
 pub mod service;
 pub mod tls;
@@ -195,8 +196,34 @@ impl Proxy {
     }
 
     /// Whether a CONNECT to `host:port` is intercepted (TLS terminated) or tunnelled.
+    /// keygate's own self-test origin is always intercepted: it is answered locally.
     pub fn should_intercept(&self, host: &Host, port: u16) -> bool {
-        self.config.intercept == Intercept::All || self.secrets.has_secret_for(host, port)
+        self.config.intercept == Intercept::All
+            || self.secrets.has_secret_for(host, port)
+            || selftest::is_self(host)
+    }
+
+    /// Answers a request to the self-test origin, and audits it.
+    pub fn self_test(
+        &self,
+        mut event: crate::audit::Event,
+        parts: &http::request::Parts,
+        tls: bool,
+        started: std::time::Instant,
+    ) -> http::Response<Body> {
+        let ca_pem = self.server_configs.as_ref().map(|c| c.ca_pem());
+        let response = selftest::respond(
+            &parts.method,
+            parts.uri.path(),
+            parts.uri.query(),
+            tls,
+            ca_pem,
+        );
+        event.reason = Some("keygate self-test origin".into());
+        event.status = Some(response.status().as_u16());
+        event.ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.audit.record(event);
+        response
     }
 }
 

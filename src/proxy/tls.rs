@@ -66,6 +66,11 @@ impl ServerConfigs {
         }
     }
 
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        self.issuer.ca_pem()
+    }
+
     /// The server config presenting a leaf for `host` (SAN = host only).
     pub fn for_host(&self, host: &Host) -> Result<Arc<ServerConfig>, CaError> {
         if let Some(config) = self

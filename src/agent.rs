@@ -1,0 +1,192 @@
+//! What a sandboxed agent gets (SPEC §7): the proxy and trust variables, each secret's
+//! dummy, and the variables that must not reach it. Pure: callers pass paths and values
+//! in; [`render`] formats it for a shell.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+
+use crate::secrets::{Binding, SecretValue};
+
+/// `NO_PROXY`: loopback only, never `*` (which would switch the proxy off entirely).
+pub const NO_PROXY: &str = "localhost,127.0.0.1,::1";
+
+/// Variables pointed at `ca/bundle.pem` (system roots + keygate CA): tools that
+/// replace their trust store rather than add to it.
+pub const BUNDLE_VARS: &[&str] = &[
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "CARGO_HTTP_CAINFO",
+    "PIP_CERT",
+    "AWS_CA_BUNDLE",
+    "HTTPLIB2_CA_CERTS",
+    "NIX_SSL_CERT_FILE",
+    "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+    "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE",
+];
+
+/// Variables removed from the agent's environment: `SSL_CERT_DIR` would shadow
+/// `SSL_CERT_FILE` for some TLS stacks.
+pub const UNSET_VARS: &[&str] = &["SSL_CERT_DIR"];
+
+/// The environment for an agent: variables to set, and variables to remove.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentEnv {
+    /// Name → value, sorted by name.
+    pub set: BTreeMap<String, String>,
+    /// Names to remove.
+    pub unset: Vec<String>,
+}
+
+/// The address clients should use for a proxy listening on `listen` (a wildcard bind
+/// is reached on loopback).
+pub fn client_address(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), listen.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), listen.port())
+        }
+        _ => listen,
+    }
+}
+
+/// Builds the agent environment for a proxy at `proxy`, the CA certificate `ca_cert`,
+/// the trust bundle `bundle`, and the registered secrets.
+pub fn agent_env(
+    proxy: SocketAddr,
+    ca_cert: &Path,
+    bundle: &Path,
+    secrets: &[Binding],
+) -> AgentEnv {
+    let mut set = BTreeMap::new();
+    let url = format!("http://{}", client_address(proxy));
+    for var in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
+        set.insert(var.to_string(), url.clone());
+    }
+    for var in ["NO_PROXY", "no_proxy"] {
+        set.insert(var.to_string(), NO_PROXY.to_string());
+    }
+    let ca = ca_cert.display().to_string();
+    set.insert("NODE_EXTRA_CA_CERTS".into(), ca.clone());
+    set.insert("NODE_USE_ENV_PROXY".into(), "1".into());
+    set.insert("DENO_CERT".into(), ca);
+    for var in BUNDLE_VARS {
+        set.insert(var.to_string(), bundle.display().to_string());
+    }
+    for binding in secrets {
+        for var in &binding.env {
+            set.insert(var.clone(), binding.dummy.clone());
+        }
+    }
+    AgentEnv {
+        set,
+        unset: UNSET_VARS.iter().map(|v| v.to_string()).collect(),
+    }
+}
+
+/// Names of inherited variables that must not reach the child: those whose value holds
+/// a stored secret value (equal to it or containing it).
+pub fn leaking_vars<'a>(
+    inherited: impl IntoIterator<Item = (&'a str, &'a str)>,
+    secrets: &[&SecretValue],
+) -> Vec<String> {
+    inherited
+        .into_iter()
+        .filter(|(_, value)| secrets.iter().any(|s| value.contains(s.expose())))
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// Output formats of `keygate env`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shell {
+    /// POSIX sh, bash, zsh: `export NAME='value'`.
+    Sh,
+    /// fish: `set -gx NAME 'value'`.
+    Fish,
+    /// PowerShell: `$env:NAME = 'value'`.
+    PowerShell,
+    /// `.env` files: `NAME=value` (cannot unset; says so in a comment).
+    Dotenv,
+    /// One JSON object; removed variables are `null`.
+    Json,
+}
+
+fn sh_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+fn fish_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\\', r"\\").replace('\'', r"\'"))
+}
+
+fn ps_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+fn dotenv_quote(value: &str) -> String {
+    let plain = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_./:,@+=".contains(&b));
+    if plain {
+        value.to_string()
+    } else {
+        format!(
+            "\"{}\"",
+            value
+                .replace('\\', r"\\")
+                .replace('"', "\\\"")
+                .replace('$', "\\$")
+        )
+    }
+}
+
+/// Renders `env` for `shell`, ready for `eval "$(keygate env)"` and friends.
+pub fn render(env: &AgentEnv, shell: Shell) -> String {
+    let mut out = String::new();
+    match shell {
+        Shell::Json => {
+            let mut map = serde_json::Map::new();
+            for (k, v) in &env.set {
+                map.insert(k.clone(), serde_json::Value::String(v.clone()));
+            }
+            for k in &env.unset {
+                map.insert(k.clone(), serde_json::Value::Null);
+            }
+            out = serde_json::to_string_pretty(&map).unwrap_or_default();
+            out.push('\n');
+        }
+        _ => {
+            for (k, v) in &env.set {
+                let line = match shell {
+                    Shell::Sh => format!("export {k}={}", sh_quote(v)),
+                    Shell::Fish => format!("set -gx {k} {}", fish_quote(v)),
+                    Shell::PowerShell => format!("$env:{k} = {}", ps_quote(v)),
+                    _ => format!("{k}={}", dotenv_quote(v)),
+                };
+                out.push_str(&line);
+                out.push('\n');
+            }
+            for k in &env.unset {
+                let line = match shell {
+                    Shell::Sh => format!("unset {k}"),
+                    Shell::Fish => format!("set -e {k}"),
+                    Shell::PowerShell => {
+                        format!("Remove-Item Env:{k} -ErrorAction SilentlyContinue")
+                    }
+                    _ => format!("# {k} must be unset for the agent (a .env file cannot unset it)"),
+                };
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

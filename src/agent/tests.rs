@@ -1,0 +1,135 @@
+use std::path::PathBuf;
+
+use super::*;
+use crate::secrets::registry::{EnvVars, SecretEntry};
+
+fn binding(name: &str, env: EnvVars, dummy: &str) -> Binding {
+    SecretEntry {
+        name: name.into(),
+        hosts: vec!["api.example.com".into()],
+        header: "x-api-key".into(),
+        format: "{secret}".into(),
+        env,
+        dummy: dummy.into(),
+        methods: None,
+        paths: None,
+        query: false,
+    }
+    .validate()
+    .unwrap()
+}
+
+fn sample() -> AgentEnv {
+    let secrets = vec![
+        binding(
+            "anthropic",
+            EnvVars::One("ANTHROPIC_API_KEY".into()),
+            "sk-ant-api03-keygateDummyAAAA",
+        ),
+        binding(
+            "github",
+            EnvVars::Many(vec!["GH_TOKEN".into(), "GITHUB_TOKEN".into()]),
+            "ghp_keygateDummy0123456789",
+        ),
+    ];
+    agent_env(
+        "0.0.0.0:8877".parse().unwrap(),
+        &PathBuf::from("/h/ca/keygate-ca.pem"),
+        &PathBuf::from("/h/ca/bundle.pem"),
+        &secrets,
+    )
+}
+
+#[test]
+fn the_contract_variables() {
+    let env = sample();
+    for var in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
+        assert_eq!(env.set[var], "http://127.0.0.1:8877", "{var}");
+    }
+    assert_eq!(env.set["NO_PROXY"], "localhost,127.0.0.1,::1");
+    assert_eq!(env.set["no_proxy"], env.set["NO_PROXY"]);
+    assert!(!env.set.values().any(|v| v == "*"), "never NO_PROXY=*");
+    assert_eq!(env.set["NODE_EXTRA_CA_CERTS"], "/h/ca/keygate-ca.pem");
+    assert_eq!(env.set["DENO_CERT"], "/h/ca/keygate-ca.pem");
+    assert_eq!(env.set["NODE_USE_ENV_PROXY"], "1");
+    for var in BUNDLE_VARS {
+        assert_eq!(env.set[*var], "/h/ca/bundle.pem", "{var}");
+    }
+    assert_eq!(
+        env.set["ANTHROPIC_API_KEY"],
+        "sk-ant-api03-keygateDummyAAAA"
+    );
+    assert_eq!(env.set["GH_TOKEN"], env.set["GITHUB_TOKEN"]);
+    assert_eq!(env.unset, vec!["SSL_CERT_DIR"]);
+    assert!(!env.set.contains_key("SSL_CERT_DIR"));
+}
+
+#[test]
+fn ipv6_wildcard_and_explicit_addresses() {
+    assert_eq!(
+        client_address("[::]:1".parse().unwrap()).to_string(),
+        "[::1]:1"
+    );
+    assert_eq!(
+        client_address("127.0.0.2:1".parse().unwrap()).to_string(),
+        "127.0.0.2:1"
+    );
+}
+
+#[test]
+fn shells() {
+    let mut env = sample();
+    env.set.insert("ODD".into(), "it's $HOME \"x\"".into());
+    let sh = render(&env, Shell::Sh);
+    assert!(sh.contains("export HTTPS_PROXY='http://127.0.0.1:8877'\n"));
+    assert!(sh.contains(r#"export ODD='it'\''s $HOME "x"'"#));
+    assert!(sh.ends_with("unset SSL_CERT_DIR\n"));
+    let fish = render(&env, Shell::Fish);
+    assert!(fish.contains("set -gx NO_PROXY 'localhost,127.0.0.1,::1'\n"));
+    assert!(fish.contains(r"set -gx ODD 'it\'s $HOME "));
+    assert!(fish.contains("set -e SSL_CERT_DIR\n"));
+    let ps = render(&env, Shell::PowerShell);
+    assert!(ps.contains("$env:HTTPS_PROXY = 'http://127.0.0.1:8877'\n"));
+    assert!(ps.contains("$env:ODD = 'it''s $HOME \"x\"'"));
+    assert!(ps.contains("Remove-Item Env:SSL_CERT_DIR"));
+    let dotenv = render(&env, Shell::Dotenv);
+    assert!(dotenv.contains("HTTPS_PROXY=http://127.0.0.1:8877\n"));
+    assert!(dotenv.contains(r#"ODD="it's \$HOME \"x\"""#));
+    assert!(dotenv.contains("# SSL_CERT_DIR must be unset"));
+    let json: serde_json::Value = serde_json::from_str(&render(&env, Shell::Json)).unwrap();
+    assert_eq!(json["HTTPS_PROXY"], "http://127.0.0.1:8877");
+    assert!(json["SSL_CERT_DIR"].is_null());
+}
+
+#[test]
+fn sh_output_round_trips_through_a_real_shell() {
+    let env = sample();
+    let script = format!(
+        "{}\nprintf '%s|%s|%s' \"$HTTPS_PROXY\" \"$GH_TOKEN\" \"${{SSL_CERT_DIR-unset}}\"",
+        render(&env, Shell::Sh)
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .env("SSL_CERT_DIR", "/etc/ssl/certs")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "http://127.0.0.1:8877|ghp_keygateDummy0123456789|unset"
+    );
+}
+
+#[test]
+fn leaking_vars_are_found_by_value() {
+    let real = SecretValue::new("sk-real-abcdef123456".into()).unwrap();
+    let inherited = [
+        ("ANTHROPIC_API_KEY", "sk-real-abcdef123456"),
+        ("SOME_HEADER", "Bearer sk-real-abcdef123456"),
+        ("PATH", "/usr/bin"),
+    ];
+    assert_eq!(
+        leaking_vars(inherited, &[&real]),
+        vec!["ANTHROPIC_API_KEY", "SOME_HEADER"]
+    );
+}
