@@ -43,8 +43,47 @@ pub enum Command {
     /// Manage secrets: values in the OS keyring, metadata in secrets.yaml
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Print what a sandboxed agent needs, for eval "$(keygate env)"
+    Env {
+        /// Output format
+        #[arg(long, value_enum, default_value_t = ShellArg::Sh)]
+        shell: ShellArg,
+    },
+    /// Run a command behind keygate: its environment only, the proxy started if needed
+    Run(RunArgs),
     /// Validate the configuration and print the effective policy (exit 0 valid, 2 invalid)
     Check(CheckArgs),
+}
+
+/// Output formats of `keygate env`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ShellArg {
+    /// POSIX sh, bash, zsh
+    Sh,
+    /// fish
+    Fish,
+    /// PowerShell
+    Powershell,
+    /// .env file lines
+    Dotenv,
+    /// a JSON object (null = unset)
+    Json,
+}
+
+/// `keygate run [--] CMD [ARGS]...`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Policy flags; when any is given, a private embedded proxy applies them
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// The command and its arguments
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +160,18 @@ pub struct PolicyArgs {
     /// Extra trusted root for upstream verification, PEM (repeatable)
     #[arg(long, value_name = "FILE")]
     pub upstream_ca: Vec<PathBuf>,
+}
+
+impl PolicyArgs {
+    /// True when no policy flag was given.
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty()
+            && self.deny.is_empty()
+            && self.mode.is_none()
+            && self.intercept.is_none()
+            && self.resolve.is_empty()
+            && self.upstream_ca.is_empty()
+    }
 }
 
 /// `keygate check` takes the same policy flags as `start`, to check a command line.

@@ -10,9 +10,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    commands::init_logging(cli.verbose, cli.log_format);
+    // `run` and `env` share the terminal with a child or a shell: warnings only by default.
+    let quiet = matches!(cli.command, cli::Command::Run(_) | cli::Command::Env { .. });
+    commands::init_logging(cli.verbose, cli.log_format, quiet);
     match commands::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(failure) => {
             eprintln!("keygate: {:#}", failure.error);
             ExitCode::from(failure.code)

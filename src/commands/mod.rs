@@ -2,6 +2,8 @@
 
 mod ca;
 mod check;
+mod env;
+mod run;
 mod secret;
 mod start;
 
@@ -45,24 +47,29 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
-/// Runs the parsed command line.
-pub fn run(cli: Cli) -> Result<(), Failure> {
+/// Runs the parsed command line; returns the exit code (the child's, for `run`).
+pub fn run(cli: Cli) -> Result<u8, Failure> {
     let home = Home::resolve(
         cli.home,
         std::env::var_os("KEYGATE_HOME").map(PathBuf::from),
     )
     .map_err(Failure::usage)?;
-    match cli.command {
+    let done = match cli.command {
         Command::Start(args) => start::run(&home, args),
         Command::Ca(cmd) => ca::run(&home, cmd),
         Command::Secret(cmd) => secret::run(&home, cmd),
+        Command::Env { shell } => env::run(&home, shell),
+        Command::Run(args) => return run::run(&home, args),
         Command::Check(args) => check::run(&home, args),
-    }
+    };
+    done.map(|()| 0)
 }
 
-/// Logs go to stderr: info by default, -v debug, -vv trace; RUST_LOG wins.
-pub fn init_logging(verbose: u8, format: LogFormat) {
+/// Logs go to stderr: info by default (warn when `quiet`), -v debug, -vv trace;
+/// RUST_LOG wins.
+pub fn init_logging(verbose: u8, format: LogFormat, quiet: bool) {
     let default = match verbose {
+        0 if quiet => "warn",
         0 => "keygate=info,warn",
         1 => "keygate=debug,info",
         _ => "trace",

@@ -89,7 +89,7 @@ async fn shutdown_signal() {
 
 /// Reads every registered secret's value once, before serving (never per request).
 /// No registered secret: the keyring is not touched. Unreachable keyring: exit 1.
-fn load_secrets(bindings: Vec<Binding>) -> Result<SecretSet, Failure> {
+pub fn load_secrets(bindings: Vec<Binding>) -> Result<SecretSet, Failure> {
     if bindings.is_empty() {
         return Ok(SecretSet::default());
     }

@@ -1,0 +1,217 @@
+//! `keygate run [--] CMD [ARGS]...`: runs CMD with the agent environment, scoped to the
+//! child. Uses the keygate already answering on the configured address (when its CA is
+//! ours), else an embedded proxy on an ephemeral loopback port for the child's lifetime.
+//! Signals are forwarded; the child's exit code is returned.
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::rt::TokioIo;
+use keygate::agent;
+use keygate::audit::AuditLog;
+use keygate::home::Home;
+use keygate::proxy::{self, Proxy};
+use keygate::secrets::SecretValue;
+
+use super::{Failure, load_config, load_registry, overrides};
+use crate::cli::RunArgs;
+
+/// How long to look for a keygate already listening.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long exit waits for the audit log to reach the disk.
+const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn run(home: &Home, args: RunArgs) -> Result<u8, Failure> {
+    let custom_policy = !args.policy.is_empty();
+    let config = load_config(home, overrides(None, args.policy))?;
+    let bindings = load_registry(home)?
+        .bindings()
+        .map_err(|e| Failure::usage(anyhow!("{}: {e}", home.secrets_file().display())))?;
+    let ca = super::ca::ensure_ca(home)?;
+    // Values are read even when an external keygate serves the child: they are how
+    // variables holding a real key are found and kept out of the child's environment.
+    let secrets = super::start::load_secrets(bindings.clone())?;
+    let values: Vec<&SecretValue> = secrets.iter().filter_map(|b| b.real.as_ref()).collect();
+    let inherited: Vec<(String, String)> = std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    let leaking = agent::leaking_vars(
+        inherited.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        &values,
+    );
+    for name in &leaking {
+        eprintln!(
+            "keygate: {name} holds a real secret; it is removed from the child's environment"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let ca_pem = ca.cert_pem().to_string();
+    runtime.block_on(async move {
+        let listen = agent::client_address(config.listen);
+        let existing = match custom_policy {
+            true => None,
+            false => probe(listen, &ca_pem).await.then_some(listen),
+        };
+        let (addr, embedded) = match existing {
+            Some(addr) => (addr, None),
+            None => {
+                let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                    .await
+                    .context("binding an embedded proxy on 127.0.0.1")?;
+                let addr = listener.local_addr()?;
+                let (audit, _writer) = AuditLog::open(&home.audit_log())
+                    .with_context(|| format!("opening {}", home.audit_log().display()))?;
+                let policy = config.policy(secrets.host_patterns());
+                let proxy = Proxy::builder(config, policy, audit.clone())
+                    .ca(Arc::new(ca))
+                    .secrets(secrets)
+                    .build()
+                    .map_err(Failure::usage)?;
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let serving = tokio::spawn(proxy::run(proxy, listener, async {
+                    let _ = stopped.await;
+                }));
+                (addr, Some((stop, serving, audit)))
+            }
+        };
+        let env = agent::agent_env(addr, &home.ca_cert(), &home.bundle(), &bindings);
+        let status = spawn_and_wait(&args.command, &env, &leaking).await;
+        if let Some((stop, serving, audit)) = embedded {
+            let _ = stop.send(());
+            let _ = serving.await;
+            audit.flush(AUDIT_FLUSH_TIMEOUT);
+        }
+        status
+    })
+}
+
+/// True when a keygate with our CA answers at `addr` (its self-test origin serves the CA).
+async fn probe(addr: SocketAddr, ca_pem: &str) -> bool {
+    let work = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .ok()?;
+        tokio::spawn(conn);
+        let request = http::Request::get("http://keygate.test/ca.pem")
+            .header(http::header::HOST, "keygate.test")
+            .body(Empty::<bytes::Bytes>::new())
+            .ok()?;
+        let response = sender.send_request(request).await.ok()?;
+        let body = Limited::new(response.into_body(), 64 * 1024)
+            .collect()
+            .await
+            .ok()?;
+        Some(body.to_bytes() == ca_pem.as_bytes())
+    };
+    tokio::time::timeout(PROBE_TIMEOUT, work)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+/// Spawns the child with `env` (and without `remove`), forwards signals, and returns
+/// its exit code (128 + signal when a signal ended it, like a shell).
+async fn spawn_and_wait(
+    command: &[OsString],
+    env: &agent::AgentEnv,
+    remove: &[String],
+) -> Result<u8, Failure> {
+    let (program, rest) = command
+        .split_first()
+        .ok_or_else(|| Failure::usage(anyhow!("no command given")))?;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(rest);
+    for name in remove.iter().chain(&env.unset) {
+        cmd.env_remove(name);
+    }
+    cmd.envs(&env.set);
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            eprintln!("keygate: cannot run {}: {e}", program.to_string_lossy());
+            return Ok(code);
+        }
+    };
+    let status = wait_forwarding_signals(&mut child)
+        .await
+        .context("waiting for the command")?;
+    Ok(exit_code(status))
+}
+
+fn exit_code(status: ExitStatus) -> u8 {
+    if let Some(code) = status.code() {
+        return u8::try_from(code & 0xff).unwrap_or(1);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return u8::try_from(128 + signal).unwrap_or(1);
+        }
+    }
+    1
+}
+
+#[cfg(unix)]
+async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> std::io::Result<ExitStatus> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let pid = child.id();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut quit = signal(SignalKind::quit())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    // Ctrl-C in a terminal already reaches the child (same foreground process group);
+    // forwarding it too would deliver it twice. Without a terminal, forward it.
+    let forward_int = !std::io::stdin().is_terminal();
+    loop {
+        tokio::select! {
+            status = child.wait() => return status,
+            _ = term.recv() => forward(pid, libc::SIGTERM),
+            _ = hup.recv() => forward(pid, libc::SIGHUP),
+            _ = quit.recv() => forward(pid, libc::SIGQUIT),
+            _ = usr1.recv() => forward(pid, libc::SIGUSR1),
+            _ = usr2.recv() => forward(pid, libc::SIGUSR2),
+            _ = int.recv() => if forward_int { forward(pid, libc::SIGINT) },
+        }
+    }
+}
+
+#[cfg(unix)]
+fn forward(pid: Option<u32>, signal: libc::c_int) {
+    let Some(pid) = pid.and_then(|p| libc::pid_t::try_from(p).ok()) else {
+        return;
+    };
+    // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our own child's id,
+    // which stays reserved until we reap it (the wait above has not returned yet).
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> std::io::Result<ExitStatus> {
+    child.wait().await
+}
