@@ -53,6 +53,8 @@ pub enum Command {
     Run(RunArgs),
     /// Validate the configuration and print the effective policy (exit 0 valid, 2 invalid)
     Check(CheckArgs),
+    /// Check CA, bundle, keyring, secrets, listener and installed runtimes; say how to fix
+    Doctor,
 }
 
 /// Output formats of `keygate env`.

@@ -11,7 +11,10 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     // `run` and `env` share the terminal with a child or a shell: warnings only by default.
-    let quiet = matches!(cli.command, cli::Command::Run(_) | cli::Command::Env { .. });
+    let quiet = matches!(
+        cli.command,
+        cli::Command::Run(_) | cli::Command::Env { .. } | cli::Command::Doctor
+    );
     commands::init_logging(cli.verbose, cli.log_format, quiet);
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),

@@ -2,6 +2,7 @@
 
 mod ca;
 mod check;
+mod doctor;
 mod env;
 mod run;
 mod secret;
@@ -61,6 +62,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Env { shell } => env::run(&home, shell),
         Command::Run(args) => return run::run(&home, args),
         Command::Check(args) => check::run(&home, args),
+        Command::Doctor => doctor::run(&home),
     };
     done.map(|()| 0)
 }

@@ -69,38 +69,70 @@ pub fn run(home: &Home, args: RunArgs) -> Result<u8, Failure> {
         let (addr, embedded) = match existing {
             Some(addr) => (addr, None),
             None => {
-                let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-                    .await
-                    .context("binding an embedded proxy on 127.0.0.1")?;
-                let addr = listener.local_addr()?;
-                let (audit, _writer) = AuditLog::open(&home.audit_log())
-                    .with_context(|| format!("opening {}", home.audit_log().display()))?;
-                let policy = config.policy(secrets.host_patterns());
-                let proxy = Proxy::builder(config, policy, audit.clone())
-                    .ca(Arc::new(ca))
-                    .secrets(secrets)
-                    .build()
-                    .map_err(Failure::usage)?;
-                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-                let serving = tokio::spawn(proxy::run(proxy, listener, async {
-                    let _ = stopped.await;
-                }));
-                (addr, Some((stop, serving, audit)))
+                let embedded = Embedded::start(home, config, ca, secrets).await?;
+                (embedded.addr, Some(embedded))
             }
         };
         let env = agent::agent_env(addr, &home.ca_cert(), &home.bundle(), &bindings);
         let status = spawn_and_wait(&args.command, &env, &leaking).await;
-        if let Some((stop, serving, audit)) = embedded {
-            let _ = stop.send(());
-            let _ = serving.await;
-            audit.flush(AUDIT_FLUSH_TIMEOUT);
+        if let Some(embedded) = embedded {
+            embedded.stop().await;
         }
         status
     })
 }
 
+/// A proxy running inside this process on an ephemeral loopback port.
+pub struct Embedded {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    audit: AuditLog,
+}
+
+impl Embedded {
+    /// Starts a proxy with `config`'s policy, `ca` and `secrets` on 127.0.0.1:0.
+    pub async fn start(
+        home: &Home,
+        config: keygate::config::Config,
+        ca: keygate::ca::Ca,
+        secrets: keygate::secrets::SecretSet,
+    ) -> Result<Embedded, Failure> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .context("binding an embedded proxy on 127.0.0.1")?;
+        let addr = listener.local_addr()?;
+        let (audit, _writer) = AuditLog::open(&home.audit_log())
+            .with_context(|| format!("opening {}", home.audit_log().display()))?;
+        let policy = config.policy(secrets.host_patterns());
+        let proxy = Proxy::builder(config, policy, audit.clone())
+            .ca(Arc::new(ca))
+            .secrets(secrets)
+            .build()
+            .map_err(Failure::usage)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(proxy::run(proxy, listener, async {
+            let _ = stopped.await;
+        }));
+        Ok(Embedded {
+            addr,
+            stop,
+            serving,
+            audit,
+        })
+    }
+
+    /// Stops it (in-flight work finishes, bounded) and flushes its audit events.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.serving.await;
+        self.audit.flush(AUDIT_FLUSH_TIMEOUT);
+    }
+}
+
 /// True when a keygate with our CA answers at `addr` (its self-test origin serves the CA).
-async fn probe(addr: SocketAddr, ca_pem: &str) -> bool {
+pub async fn probe(addr: SocketAddr, ca_pem: &str) -> bool {
     let work = async {
         let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
