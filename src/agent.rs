@@ -88,15 +88,22 @@ pub fn agent_env(
     }
 }
 
-/// Names of inherited variables that must not reach the child: those whose value holds
-/// a stored secret value (equal to it or containing it).
+/// Secret values at least this long are also looked for *inside* variables (e.g.
+/// `Bearer <key>`); shorter ones only by equality, so they cannot match by chance.
+pub const MIN_CONTAINED_SECRET_LEN: usize = 8;
+
+/// Names of inherited variables that must not reach the child: those whose value equals
+/// a stored secret value, or contains one of at least [`MIN_CONTAINED_SECRET_LEN`] bytes.
 pub fn leaking_vars<'a>(
     inherited: impl IntoIterator<Item = (&'a str, &'a str)>,
     secrets: &[&SecretValue],
 ) -> Vec<String> {
+    let holds = |value: &str, secret: &str| {
+        value == secret || (secret.len() >= MIN_CONTAINED_SECRET_LEN && value.contains(secret))
+    };
     inherited
         .into_iter()
-        .filter(|(_, value)| secrets.iter().any(|s| value.contains(s.expose())))
+        .filter(|(_, value)| secrets.iter().any(|s| holds(value, s.expose())))
         .map(|(name, _)| name.to_string())
         .collect()
 }

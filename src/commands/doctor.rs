@@ -317,11 +317,40 @@ async fn probe_runtimes(env: &AgentEnv, report: &mut Report) {
                     .find(|l| !l.trim().is_empty())
                     .unwrap_or("no output")
                     .trim();
-                report.fail(probe.name, format!("{first} — {}", probe.remedy));
+                let old_node = match probe.name {
+                    "node" => node_major().await.filter(|major| *major < 24),
+                    _ => None,
+                };
+                match old_node {
+                    // A known limit of the runtime, not of the setup: say what it means.
+                    Some(major) => report.warn(
+                        probe.name,
+                        format!(
+                            "Node {major}'s built-in fetch ignores HTTPS_PROXY, so scripts using it bypass keygate (tools with their own proxy support, like Claude Code, are fine); use Node 24+ with NODE_USE_ENV_PROXY=1, or undici's EnvHttpProxyAgent"
+                        ),
+                    ),
+                    None => report.fail(probe.name, format!("{first} — {}", probe.remedy)),
+                }
             }
             Err(e) => report.fail(probe.name, format!("{e} — {}", probe.remedy)),
         }
     }
+}
+
+/// The installed Node's major version.
+async fn node_major() -> Option<u32> {
+    let out = tokio::process::Command::new("node")
+        .arg("--version")
+        .output_with_timeout(PROBE_TIMEOUT)
+        .await
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// `Command::output` bounded by a timeout (the child is killed on drop).

@@ -51,6 +51,11 @@ pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                "listening on {addr}, which is not loopback: any host that reaches it can use this proxy and its secrets; proxy authentication is not enforced yet, so bind a loopback or a private bridge address only"
+            );
+        }
         eprintln!("keygate listening on http://{addr}");
         proxy::run(proxy, listener, shutdown_signal()).await?;
         anyhow::Ok(())
