@@ -7,15 +7,29 @@
 
 mod support;
 
+#[path = "integration/agent.rs"]
+mod agent;
 #[path = "integration/cli.rs"]
 mod cli;
 #[path = "integration/forward.rs"]
 mod forward;
+#[path = "integration/inject.rs"]
+mod inject;
+#[path = "integration/intercept.rs"]
+mod intercept;
 #[path = "integration/keyring.rs"]
 mod keyring;
+#[path = "integration/large_body.rs"]
+mod large_body;
 #[path = "integration/policy.rs"]
 mod policy;
 #[path = "integration/regression.rs"]
 mod regression;
+#[path = "integration/scrub.rs"]
+mod scrub;
+#[path = "integration/streaming.rs"]
+mod streaming;
 #[path = "integration/tunnel.rs"]
 mod tunnel;
+#[path = "integration/upstream_failure.rs"]
+mod upstream_failure;

@@ -92,6 +92,8 @@ pub trait ChunkFilter: Send + Sync {
     fn filter(&mut self, chunk: Bytes) -> Bytes;
     /// Releases whatever is held back at the end of the body.
     fn finish(&mut self) -> Bytes;
+    /// Rewrites the trailers, if the body ends with some. Default: unchanged.
+    fn trailers(&mut self, _trailers: &mut http::HeaderMap) {}
 }
 
 /// One step of the pipeline. Every hook has a no-op default.

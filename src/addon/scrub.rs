@@ -18,6 +18,8 @@ use crate::secrets::Binding;
 pub struct Scrubber {
     needles: Vec<(memmem::Finder<'static>, Bytes)>,
     carry: BytesMut,
+    /// False for a compressed body: data passes unchanged, only trailers are scrubbed.
+    body: bool,
 }
 
 impl std::fmt::Debug for Scrubber {
@@ -47,6 +49,7 @@ impl Scrubber {
         Some(Scrubber {
             needles,
             carry: BytesMut::new(),
+            body: true,
         })
     }
 
@@ -115,10 +118,18 @@ impl Scrubber {
 
 impl ChunkFilter for Scrubber {
     fn filter(&mut self, chunk: Bytes) -> Bytes {
-        self.push(&chunk)
+        if self.body { self.push(&chunk) } else { chunk }
     }
     fn finish(&mut self) -> Bytes {
         Scrubber::finish(self)
+    }
+    fn trailers(&mut self, trailers: &mut HeaderMap) {
+        let mut fresh = Scrubber {
+            needles: self.needles.clone(),
+            carry: BytesMut::new(),
+            body: true,
+        };
+        scrub_headers(trailers, &mut fresh);
     }
 }
 

@@ -4,7 +4,7 @@
 //! Bodies are never rewritten. Plain HTTP never gets a secret.
 
 use base64::Engine;
-use http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use super::inspect::{basic_credentials, in_headers, in_query};
@@ -49,7 +49,12 @@ impl Addon for Swap {
                 continue;
             }
             let real = binding.real.as_ref().ok_or_else(|| missing(&binding))?;
-            swap_headers(&mut req.headers, &binding.dummy, real.expose());
+            swap_headers(
+                &mut req.headers,
+                &binding.header,
+                &binding.dummy,
+                real.expose(),
+            );
             if in_query {
                 req.uri = swap_query(&req.uri, &binding.dummy, real.expose());
             }
@@ -91,20 +96,34 @@ fn sensitive(text: &str) -> Option<HeaderValue> {
     Some(value)
 }
 
-/// Replaces the dummy in every header value. Where a header held the dummy, the swapped
-/// value is the only one kept for that header name.
-pub fn swap_headers(headers: &mut HeaderMap, dummy: &str, real: &str) {
-    let names: Vec<_> = headers.keys().cloned().collect();
+/// True for the headers that carry one credential: Authorization, x-api-key, and the
+/// header the secret is registered for.
+fn is_credential_header(name: &HeaderName, secret_header: &HeaderName) -> bool {
+    name == http::header::AUTHORIZATION || name.as_str() == "x-api-key" || name == secret_header
+}
+
+/// Replaces the dummy in every header value. In a credential header the swapped value
+/// becomes the only value; in any other header (e.g. split `cookie` headers) the other
+/// values are kept as they are.
+pub fn swap_headers(headers: &mut HeaderMap, secret_header: &HeaderName, dummy: &str, real: &str) {
+    let names: Vec<HeaderName> = headers.keys().cloned().collect();
     for name in names {
-        let swapped = headers
-            .get_all(&name)
-            .iter()
-            .find_map(|v| swap_value(v, dummy, real));
-        if let Some(value) = swapped {
+        let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
+        let swapped: Vec<Option<HeaderValue>> =
+            values.iter().map(|v| swap_value(v, dummy, real)).collect();
+        let Some(first) = swapped.iter().flatten().next().cloned() else {
+            continue;
+        };
+        if is_credential_header(&name, secret_header) {
             // SECURITY: the swap produces the credential; any other value of the same
             // header (a second Authorization, an attacker's x-api-key) is dropped, so
             // the upstream never sees two and cannot pick the wrong one (SPEC §6).
-            headers.insert(name, value);
+            headers.insert(name, first);
+            continue;
+        }
+        headers.remove(&name);
+        for (original, swapped) in values.into_iter().zip(swapped) {
+            headers.append(name.clone(), swapped.unwrap_or(original));
         }
     }
 }
@@ -144,13 +163,28 @@ mod tests {
             HeaderValue::from_str(&format!("k={DUMMY};k2={DUMMY}")).unwrap(),
         );
         h.insert("x-plain", HeaderValue::from_static("unrelated"));
-        swap_headers(&mut h, DUMMY, REAL);
+        h.append("cookie", HeaderValue::from_static("session=abc"));
+        h.append(
+            "cookie",
+            HeaderValue::from_str(&format!("api_key={DUMMY}")).unwrap(),
+        );
+        h.append("cookie", HeaderValue::from_static("theme=dark"));
+        swap_headers(&mut h, &HeaderName::from_static("x-api-key"), DUMMY, REAL);
         let auth: Vec<_> = h.get_all("authorization").iter().collect();
         assert_eq!(auth.len(), 1);
         assert_eq!(auth[0], &format!("Bearer {REAL}"));
         assert!(auth[0].is_sensitive());
         assert_eq!(h["x-custom"], &format!("k={REAL};k2={REAL}"));
         assert_eq!(h["x-plain"], "unrelated");
+        let cookies: Vec<_> = h
+            .get_all("cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            cookies,
+            vec!["session=abc", &format!("api_key={REAL}"), "theme=dark"]
+        );
     }
 
     #[test]
@@ -159,7 +193,12 @@ mod tests {
         let mut h = HeaderMap::new();
         let basic = format!("Basic {}", b64.encode(format!("x-access-token:{DUMMY}")));
         h.insert("authorization", HeaderValue::from_str(&basic).unwrap());
-        swap_headers(&mut h, DUMMY, REAL);
+        swap_headers(
+            &mut h,
+            &HeaderName::from_static("authorization"),
+            DUMMY,
+            REAL,
+        );
         let decoded = basic_credentials(&h["authorization"]).unwrap();
         assert_eq!(decoded, format!("x-access-token:{REAL}"));
     }

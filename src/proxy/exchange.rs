@@ -107,7 +107,12 @@ pub async fn handle(
     if response.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client_side) = upgrade
     {
-        return Ok(bridge(proxy, client_side, &mut response, flow_record));
+        let reply = bridge(proxy, client_side, &mut response, flow_record);
+        let (mut head, body) = reply.into_parts();
+        // SECURITY: the 101 echoes request values (Sec-WebSocket-Protocol may carry the
+        // key); it passes scrub like any response head.
+        let _ = proxy.pipeline.on_response(&flow, &mut head);
+        return Ok(Response::from_parts(head, body));
     }
     let (mut head, body) = response.into_parts();
     let filters = proxy.pipeline.on_response(&flow, &mut head);

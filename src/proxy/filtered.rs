@@ -34,6 +34,19 @@ impl<B> Filtered<B> {
             .fold(chunk, |data, f| f.filter(data))
     }
 
+    /// Passes a trailers frame through every filter's trailer hook.
+    fn scrub_trailers(&mut self, frame: Frame<Bytes>) -> Frame<Bytes> {
+        match frame.into_trailers() {
+            Ok(mut trailers) => {
+                for f in &mut self.filters {
+                    f.trailers(&mut trailers);
+                }
+                Frame::trailers(trailers)
+            }
+            Err(other) => other,
+        }
+    }
+
     /// What the filters still hold at the end, each tail passed through the next filter.
     fn drain(&mut self) -> Bytes {
         let mut carry = Bytes::new();
@@ -79,6 +92,7 @@ where
                     }
                     Err(trailers) => {
                         self.done = true;
+                        let trailers = self.scrub_trailers(trailers);
                         let tail = self.drain();
                         if tail.is_empty() {
                             return Poll::Ready(Some(Ok(trailers)));

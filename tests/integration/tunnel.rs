@@ -198,14 +198,11 @@ async fn bytes_that_are_not_tls_are_not_tunnelled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_upstream_is_a_502_with_a_reason() {
-    // A port that was just free: nothing listens there.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // A port bound but never listening: no parallel test can take it meanwhile.
+    let closed = crate::support::ClosedPort::new();
     let proxy = ProxyBuilder::new()
         .allow(HOST)
-        .resolve("api.test.example:443", closed)
+        .resolve("api.test.example:443", closed.addr)
         .start()
         .await;
     let (_stream, reply) = client::connect(proxy.addr, "api.test.example:443").await;

@@ -104,6 +104,7 @@ pub struct Running {
     /// The address from the "keygate listening on http://ADDR" line.
     pub addr: SocketAddr,
     stderr: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
@@ -115,7 +116,7 @@ impl Running {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let seen = lines.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 seen.lock().expect("stderr lines").push(line.clone());
@@ -126,6 +127,7 @@ impl Running {
             child,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             stderr: lines,
+            reader: Some(reader),
         };
         let deadline = std::time::Instant::now() + WAIT;
         loop {
@@ -145,9 +147,27 @@ impl Running {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Every stderr line so far.
     pub fn stderr(&self) -> Vec<String> {
         self.stderr.lock().expect("stderr lines").clone()
+    }
+
+    /// [`Running::terminate`], then every line the process wrote to stderr, to the end.
+    pub fn terminate_with_stderr(mut self) -> (ExitStatus, Vec<String>) {
+        let reader = self.reader.take();
+        let lines = self.stderr.clone();
+        let status = self.terminate();
+        // The process is gone, so the reader reaches the end of the pipe at once.
+        if let Some(reader) = reader {
+            reader.join().expect("stderr reader");
+        }
+        let lines = lines.lock().expect("stderr lines").clone();
+        (status, lines)
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit.

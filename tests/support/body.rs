@@ -42,6 +42,40 @@ pub fn channel() -> (mpsc::Sender<Bytes>, TestBody) {
     (tx, ChannelBody { rx }.boxed())
 }
 
+/// One data frame, then `trailers`.
+pub fn with_trailers(data: impl Into<Bytes>, trailers: http::HeaderMap) -> TestBody {
+    WithTrailers {
+        data: Some(data.into()),
+        trailers: Some(trailers),
+    }
+    .boxed()
+}
+
+struct WithTrailers {
+    data: Option<Bytes>,
+    trailers: Option<http::HeaderMap>,
+}
+
+impl Body for WithTrailers {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let frame = match self.data.take() {
+            Some(data) => Some(Frame::data(data)),
+            None => self.trailers.take().map(Frame::trailers),
+        };
+        Poll::Ready(frame.map(Ok))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+}
+
 /// An empty body.
 pub fn empty() -> TestBody {
     Empty::new().boxed()

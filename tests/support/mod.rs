@@ -1,19 +1,31 @@
-//! Shared helpers of the integration tests: a test PKI, fake upstreams on 127.0.0.1:0,
-//! an in-process proxy launcher with its audit events, clients that speak to the proxy
-//! over real sockets, and helpers to run the built `keygate` binary.
+//! Shared helpers of the integration tests: a test PKI, fake upstreams on 127.0.0.1:0
+//! (plain, TLS, and a recording TLS API with h2), an in-process proxy launcher with its
+//! audit events (and, for interception, its CA and secrets), clients that speak to the
+//! proxy over real sockets (also through intercepted TLS, HTTP/1.1 or h2, and
+//! WebSocket), the trace capture and leak check, and helpers to run the built `keygate`
+//! binary.
 //!
-//! Every socket here is on 127.0.0.1. Names the tests use (`api.test.example`, ...) are
-//! reserved (RFC 2606) and always pinned to a local upstream with a resolve rule, so no
-//! test ever makes a DNS query or a connection beyond the loopback interface.
+//! Every socket here is on 127.0.0.1. Names the tests use (`api.test.example`,
+//! `api.demo.test`, ...) are reserved (RFC 2606) and always pinned to a local address
+//! with a resolve rule, so no test ever makes a DNS query or a connection beyond the
+//! loopback interface.
 
+pub mod api;
 pub mod bin;
 pub mod body;
 pub mod client;
+pub mod intercepted;
+pub mod leak;
 pub mod pki;
 pub mod proxy;
+pub mod secret;
+pub mod stack;
+pub mod trace;
 pub mod upstream;
+pub mod ws;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The bound on every wait in the suite: a bug fails the test instead of hanging it.
@@ -24,5 +36,29 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     match tokio::time::timeout(WAIT, fut).await {
         Ok(value) => value,
         Err(_) => panic!("timed out after {}s waiting for {what}", WAIT.as_secs()),
+    }
+}
+
+/// A loopback port that refuses connections for as long as this lives: bound but never
+/// listening, so no other test's listener can take it (a port merely "just free" can be
+/// handed to the next bind).
+pub struct ClosedPort {
+    _socket: tokio::net::TcpSocket,
+    /// The address; connecting to it is refused.
+    pub addr: SocketAddr,
+}
+
+impl ClosedPort {
+    /// Reserves a port on 127.0.0.1.
+    pub fn new() -> ClosedPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind");
+        let addr = socket.local_addr().expect("local address");
+        ClosedPort {
+            _socket: socket,
+            addr,
+        }
     }
 }

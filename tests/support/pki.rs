@@ -22,10 +22,15 @@ pub struct TestPki {
 impl TestPki {
     /// Mints a fresh root (ECDSA P-256).
     pub fn new() -> TestPki {
+        TestPki::named("keygate integration-test root")
+    }
+
+    /// Mints a fresh root whose subject's common name is `cn`.
+    pub fn named(cn: &str) -> TestPki {
         let key = KeyPair::generate().expect("root key");
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "keygate integration-test root");
+        dn.push(DnType::CommonName, cn);
         dn.push(DnType::OrganizationName, "keygate tests");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -40,6 +45,11 @@ impl TestPki {
             root_pem: cert.pem(),
             issuer: Issuer::new(params, key),
         }
+    }
+
+    /// The root certificate (DER).
+    pub fn root_der(&self) -> CertificateDer<'static> {
+        self.root_der.clone()
     }
 
     /// Writes the root certificate to `dir/testroot.pem` (for curl's `--cacert`).

@@ -3,20 +3,26 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keygate::audit::{AuditLog, AuditWriter};
-use keygate::config::{Config, Overrides, RawConfig, ResolveRule};
+use keygate::ca::Ca;
+use keygate::config::{Config, Intercept, Overrides, RawConfig, ResolveRule};
+use keygate::home::Home;
 use keygate::policy::{HostPattern, Mode};
 use keygate::proxy::{self, Proxy};
+use keygate::secrets::{Binding, SecretSet};
+use rustls_pki_types::CertificateDer;
 use serde_json::Value;
+use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::{WAIT, within};
+use super::secret::TestSecret;
+use super::{WAIT, trace, within};
 
 /// Collects what the audit writer thread writes, and wakes waiters on every write.
 #[derive(Clone)]
@@ -55,6 +61,7 @@ impl Sink {
 pub struct ProxyBuilder {
     yaml: String,
     flags: Overrides,
+    secrets: Vec<Binding>,
 }
 
 impl ProxyBuilder {
@@ -66,7 +73,27 @@ impl ProxyBuilder {
                 mode: Some(Mode::Custom),
                 ..Overrides::default()
             },
+            secrets: Vec::new(),
         }
+    }
+
+    /// Registers `secret` (value loaded, as `keygate start` loads it from the keyring).
+    /// A proxy with a secret gets a CA of its own, in a temporary home.
+    pub fn secret(mut self, secret: &TestSecret) -> ProxyBuilder {
+        self.secrets.push(secret.binding());
+        self
+    }
+
+    /// `--intercept all` (the proxy gets a CA of its own).
+    pub fn intercept_all(mut self) -> ProxyBuilder {
+        self.flags.intercept = Some(Intercept::All);
+        self
+    }
+
+    /// `--upstream-ca FILE`.
+    pub fn upstream_ca(mut self, path: &Path) -> ProxyBuilder {
+        self.flags.upstream_ca.push(path.to_path_buf());
+        self
     }
 
     /// keygate.yaml contents.
@@ -109,14 +136,21 @@ impl ProxyBuilder {
     pub async fn start(self) -> TestProxy {
         let raw = RawConfig::parse(&self.yaml, Path::new("keygate.yaml")).expect("keygate.yaml");
         let config = Config::build(raw, None, self.flags).expect("config");
-        let policy = config.policy(Vec::new());
+        let secrets = SecretSet::new(self.secrets);
+        let policy = config.policy(secrets.host_patterns());
+        let ca = (config.intercept == Intercept::All || !secrets.is_empty()).then(TestCa::new);
         let (watch_tx, _) = watch::channel(0);
         let sink = Sink {
             bytes: Arc::default(),
             writes: Arc::new(watch_tx),
         };
         let (audit, writer) = AuditLog::to_writer(sink.clone());
-        let proxy = Proxy::new(config, policy, audit).expect("proxy");
+        let mut builder = Proxy::builder(config, policy, audit).secrets(secrets);
+        if let Some(ca) = &ca {
+            let loaded = Ca::load(&Home::at(ca.home.path())).expect("load the test CA");
+            builder = builder.ca(Arc::new(loaded));
+        }
+        let proxy = builder.build().expect("proxy");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -130,8 +164,35 @@ impl ProxyBuilder {
             run,
             result: None,
             sink,
+            ca,
             _writer: writer,
         }
+    }
+}
+
+/// keygate's CA in a temporary home, created the way `keygate start` creates it.
+pub struct TestCa {
+    home: TempDir,
+    /// The CA certificate (DER).
+    pub der: CertificateDer<'static>,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        // Interception tests check keygate's logs: capture them from the start.
+        trace::install();
+        let home = tempfile::tempdir().expect("temporary home");
+        let (ca, created) = Ca::load_or_create(&Home::at(home.path())).expect("create the CA");
+        assert!(created, "a fresh home has no CA");
+        TestCa {
+            der: ca.cert_der().clone(),
+            home,
+        }
+    }
+
+    /// `ca/keygate-ca.pem`, what clients of keygate trust.
+    pub fn pem_path(&self) -> PathBuf {
+        Home::at(self.home.path()).ca_cert()
     }
 }
 
@@ -143,10 +204,16 @@ pub struct TestProxy {
     run: JoinHandle<io::Result<()>>,
     result: Option<io::Result<()>>,
     sink: Sink,
+    ca: Option<TestCa>,
     _writer: AuditWriter,
 }
 
 impl TestProxy {
+    /// keygate's CA (only proxies with a secret or `intercept: all` have one).
+    pub fn ca(&self) -> &TestCa {
+        self.ca.as_ref().expect("this proxy has no CA")
+    }
+
     /// Sends the stop signal (what SIGTERM does in the binary).
     pub fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {

@@ -26,7 +26,7 @@ use super::pki::TestPki;
 use super::{WAIT, within};
 
 /// Stops an accept loop when the upstream handle is dropped.
-struct Task(JoinHandle<()>);
+pub(super) struct Task(pub(super) JoinHandle<()>);
 
 impl Drop for Task {
     fn drop(&mut self) {
@@ -34,7 +34,7 @@ impl Drop for Task {
     }
 }
 
-async fn bind() -> (TcpListener, SocketAddr) {
+pub(super) async fn bind() -> (TcpListener, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind upstream");
@@ -60,7 +60,7 @@ where
 }
 
 /// Reads a request body to its end: its length and hash.
-async fn drain(body: Incoming) -> (usize, Fnv) {
+pub(super) async fn drain(body: Incoming) -> (usize, Fnv) {
     drain_from(body, 0, Fnv::default()).await
 }
 
@@ -307,7 +307,7 @@ async fn route(state: Arc<Shared>, req: Request<Incoming>) -> Response<TestBody>
 }
 
 /// `n` pattern bytes in 64 KiB frames, produced as the client reads them.
-fn stream_pattern(n: usize) -> TestBody {
+pub(super) fn stream_pattern(n: usize) -> TestBody {
     const FRAME: usize = 64 * 1024;
     let (tx, body) = body::channel();
     tokio::spawn(async move {
