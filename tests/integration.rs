@@ -25,6 +25,8 @@ mod large_body;
 mod policy;
 #[path = "integration/regression.rs"]
 mod regression;
+#[path = "integration/reload.rs"]
+mod reload;
 #[path = "integration/scrub.rs"]
 mod scrub;
 #[path = "integration/streaming.rs"]

@@ -149,7 +149,9 @@ fn add(home: &Home, args: SecretAddArgs) -> Result<(), Failure> {
             envs.join("=<dummy> ")
         );
     }
-    eprintln!("keygate: restart `keygate start` to load the new value");
+    eprintln!(
+        "keygate: a running `keygate start` loads it on SIGHUP (`kill -HUP <pid>`) or restart"
+    );
     println!("{}", entry.dummy);
     Ok(())
 }

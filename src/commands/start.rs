@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use keygate::audit::AuditLog;
+use keygate::config::{Config, Overrides};
 use keygate::home::Home;
+use keygate::policy::Policy;
 use keygate::proxy::{self, Proxy};
 use keygate::secrets::{Binding, SecretSet, SecretStore};
 
@@ -16,20 +18,8 @@ use crate::cli::StartArgs;
 const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
-    let config = load_config(home, overrides(args.listen, args.policy))?;
-    for ca in &config.upstream_ca {
-        if !ca.is_file() {
-            return Err(Failure::usage(anyhow::anyhow!(
-                "--upstream-ca/upstream.ca: {} does not exist or is not a file",
-                ca.display()
-            )));
-        }
-    }
-    let registry = super::load_registry(home)?;
-    let bindings = registry
-        .bindings()
-        .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
-    let secrets = load_secrets(bindings)?;
+    let flags = overrides(args.listen, args.policy);
+    let (config, policy, secrets) = load_generation(home, flags.clone())?;
     home.ensure_dirs()
         .with_context(|| format!("creating {}", home.root().display()))?;
     let ca = super::ca::ensure_ca(home)?;
@@ -40,7 +30,6 @@ pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
         .build()
         .context("starting the async runtime")?;
     let listen = config.listen;
-    let policy = config.policy(secrets.host_patterns());
     let proxy = Proxy::builder(config, policy, audit.clone())
         .ca(Arc::new(ca))
         .secrets(secrets)
@@ -57,7 +46,9 @@ pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
             );
         }
         eprintln!("keygate listening on http://{addr}");
+        let reloads = tokio::spawn(reload_on_sighup(proxy.clone(), home.clone(), flags, listen));
         proxy::run(proxy, listener, shutdown_signal()).await?;
+        reloads.abort();
         anyhow::Ok(())
     });
     if !audit.flush(AUDIT_FLUSH_TIMEOUT) {
@@ -69,6 +60,76 @@ pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
     drop(writer);
     result.map_err(Failure::from)
 }
+
+/// Reads keygate.yaml (merged with `flags`), secrets.yaml and every secret's value: what
+/// start and each reload need. Invalid files are exit 2; an unreachable keyring exit 1.
+fn load_generation(home: &Home, flags: Overrides) -> Result<(Config, Policy, SecretSet), Failure> {
+    let config = load_config(home, flags)?;
+    for ca in &config.upstream_ca {
+        if !ca.is_file() {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--upstream-ca/upstream.ca: {} does not exist or is not a file",
+                ca.display()
+            )));
+        }
+    }
+    let bindings = super::load_registry(home)?
+        .bindings()
+        .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", home.secrets_file().display())))?;
+    let secrets = load_secrets(bindings)?;
+    let policy = config.policy(secrets.host_patterns());
+    Ok((config, policy, secrets))
+}
+
+/// SIGHUP reloads keygate.yaml, secrets.yaml and the keyring values (off the async
+/// threads); new connections use them, open ones finish with what they had. On any
+/// error the previous configuration stays in force.
+#[cfg(unix)]
+async fn reload_on_sighup(
+    proxy: Arc<Proxy>,
+    home: Home,
+    flags: Overrides,
+    listen: std::net::SocketAddr,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload is unavailable");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let (home, flags) = (home.clone(), flags.clone());
+        let loaded = tokio::task::spawn_blocking(move || load_generation(&home, flags)).await;
+        match loaded {
+            Ok(Ok((config, policy, secrets))) => {
+                if config.listen != listen {
+                    tracing::warn!(
+                        "listen changed to {}; it takes effect on restart",
+                        config.listen
+                    );
+                }
+                let count = secrets.iter().count();
+                match proxy.reload(config, policy, secrets) {
+                    Ok(()) => {
+                        tracing::info!("reloaded the configuration and {count} secrets (SIGHUP)")
+                    }
+                    Err(e) => {
+                        tracing::error!("reload failed, keeping the previous configuration: {e}")
+                    }
+                }
+            }
+            Ok(Err(failure)) => {
+                tracing::error!(
+                    "reload failed, keeping the previous configuration: {:#}",
+                    failure.error
+                );
+            }
+            Err(e) => tracing::error!("reload failed: {e}"),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(_: Arc<Proxy>, _: Home, _: Overrides, _: std::net::SocketAddr) {}
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
 async fn shutdown_signal() {

@@ -10,7 +10,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::respond::{ProxyError, empty};
-use super::{Body, ClientInfo, Proxy, intercept, tunnel};
+use super::{Body, ClientInfo, Generation, Proxy, intercept, tunnel};
 use crate::audit::{Event, Kind, Verdict};
 use crate::policy::{Allowed, Host, parse_authority};
 
@@ -31,18 +31,21 @@ pub async fn handle(
     event.host = Some(host.to_string());
     event.port = Some(port);
     let what = format!("CONNECT {host}:{port}");
+    let generation = proxy.current();
     let decided = match super::selftest::is_self(&host) {
         true => Ok(Allowed::SelfTest),
-        false => proxy.policy.decide(&host, port),
+        false => generation.policy.decide(&host, port),
     };
     let allowed = match decided {
         Ok(allowed) => allowed,
         Err(refusal) => return proxy.refuse(event, &ProxyError::Refused(refusal), &what, started),
     };
-    if proxy.should_intercept(&host, port) {
-        return intercept(proxy, client, req, event, allowed, host, port, started);
+    if generation.should_intercept(&host, port) {
+        return intercept(
+            proxy, generation, client, req, event, allowed, host, port, started,
+        );
     }
-    let upstream = match proxy.connector.connect(&host, port).await {
+    let upstream = match generation.connector.connect(&host, port).await {
         Ok(stream) => stream,
         Err(e) => return proxy.refuse(event, &ProxyError::from(e), &what, started),
     };
@@ -77,6 +80,7 @@ fn target(req: &Request<Incoming>) -> Result<(Host, u16), ProxyError> {
 #[allow(clippy::too_many_arguments)]
 fn intercept(
     proxy: Arc<Proxy>,
+    generation: Arc<Generation>,
     client: ClientInfo,
     req: Request<Incoming>,
     mut event: Event,
@@ -99,7 +103,9 @@ fn intercept(
     let task_proxy = proxy.clone();
     proxy.tasks.spawn(async move {
         match hyper::upgrade::on(req).await {
-            Ok(upgraded) => intercept::run(task_proxy, client, upgraded, host, port).await,
+            Ok(upgraded) => {
+                intercept::run(task_proxy, generation, client, upgraded, host, port).await
+            }
             Err(e) => tracing::debug!("{what}: the client left before TLS started: {e}"),
         }
     });

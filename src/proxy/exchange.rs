@@ -18,7 +18,7 @@ use super::headers::strip_hop_by_hop;
 use super::metered::{Direction, FlowRecord, Metered};
 use super::respond::ProxyError;
 use super::server::MAX_HEAD_BYTES;
-use super::{Body, BoxError, ClientInfo, Proxy};
+use super::{Body, BoxError, ClientInfo, Generation, Proxy};
 use crate::addon::FlowContext;
 use crate::audit::{Event, Kind, Verdict, path_without_query};
 use crate::policy::Host;
@@ -28,6 +28,8 @@ use crate::policy::Host;
 pub struct Intercepted {
     /// The shared proxy.
     pub proxy: Arc<Proxy>,
+    /// The configuration generation the connection started with.
+    pub generation: Arc<Generation>,
     /// The client.
     pub client: ClientInfo,
     /// The CONNECT host.
@@ -65,7 +67,7 @@ pub async fn handle(
         conn.host.clone(),
         conn.port,
         true,
-        proxy.secrets.clone(),
+        conn.generation.secrets.clone(),
     );
     if let Err(refuse) = proxy.pipeline.on_request(&mut flow, &mut parts) {
         event.secret = flow.tripped.clone();
@@ -87,9 +89,9 @@ pub async fn handle(
         .boxed();
     let request = Request::from_parts(parts, body);
     let client = if upgrade.is_some() {
-        &proxy.upgrade_client
+        &conn.generation.upgrade_client
     } else {
-        &proxy.tls_client
+        &conn.generation.tls_client
     };
     let sent = tokio::time::timeout(RESPONSE_HEAD_TIMEOUT, client.request(request)).await;
     let mut response = match sent {

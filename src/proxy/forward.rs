@@ -52,7 +52,8 @@ pub async fn handle(
         let (parts, _) = req.into_parts();
         return proxy.self_test(event, &parts, false, started);
     }
-    let allowed = match proxy.policy.decide(&host, port) {
+    let generation = proxy.current();
+    let allowed = match generation.policy.decide(&host, port) {
         Ok(allowed) => allowed,
         Err(refusal) => return proxy.refuse(event, &ProxyError::Refused(refusal), &what, started),
     };
@@ -62,7 +63,7 @@ pub async fn handle(
         host.clone(),
         port,
         false,
-        proxy.secrets.clone(),
+        generation.secrets.clone(),
     );
     if let Err(refuse) = proxy.pipeline.on_request(&mut flow, &mut parts) {
         event.secret = flow.tripped.clone();
@@ -72,7 +73,7 @@ pub async fn handle(
     event.reason = Some(allowed.to_string());
     let flow = FlowRecord::start(proxy.audit.clone(), event.clone(), started);
     let req = prepare(Request::from_parts(parts, body), &host, port, &flow);
-    let sent = tokio::time::timeout(RESPONSE_HEAD_TIMEOUT, proxy.client.request(req)).await;
+    let sent = tokio::time::timeout(RESPONSE_HEAD_TIMEOUT, generation.client.request(req)).await;
     let response = match sent {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => return fail(&proxy, &flow, upstream_error(&e), &what),

@@ -14,7 +14,7 @@ use tokio_rustls::LazyConfigAcceptor;
 use super::exchange::{self, Intercepted};
 use super::server::{HEADER_READ_TIMEOUT, MAX_HEAD_BYTES};
 use super::tunnel::{Hello, check_hello};
-use super::{ClientInfo, Proxy};
+use super::{ClientInfo, Generation, Proxy};
 use crate::audit::{Event, Kind, Verdict};
 use crate::policy::Host;
 
@@ -22,7 +22,14 @@ use crate::policy::Host;
 pub const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Terminates TLS on an upgraded CONNECT and serves its requests until it closes.
-pub async fn run(proxy: Arc<Proxy>, client: ClientInfo, upgraded: Upgraded, host: Host, port: u16) {
+pub async fn run(
+    proxy: Arc<Proxy>,
+    generation: Arc<Generation>,
+    client: ClientInfo,
+    upgraded: Upgraded,
+    host: Host,
+    port: u16,
+) {
     let started = Instant::now();
     let deny = |code: &str, why: String| {
         tracing::warn!(client = %client, "intercepted connection to {host}:{port} closed: {code}: {why}");
@@ -64,11 +71,20 @@ pub async fn run(proxy: Arc<Proxy>, client: ClientInfo, upgraded: Upgraded, host
         }
         Err(_) => return deny("client-tls", "TLS handshake timed out".into()),
     };
-    serve(proxy.clone(), client.clone(), tls, host.clone(), port).await;
+    serve(
+        proxy.clone(),
+        generation,
+        client.clone(),
+        tls,
+        host.clone(),
+        port,
+    )
+    .await;
 }
 
 async fn serve(
     proxy: Arc<Proxy>,
+    generation: Arc<Generation>,
     client: ClientInfo,
     tls: tokio_rustls::server::TlsStream<TokioIo<Upgraded>>,
     host: Host,
@@ -76,6 +92,7 @@ async fn serve(
 ) {
     let conn = Arc::new(Intercepted {
         proxy: proxy.clone(),
+        generation,
         client,
         host,
         port,

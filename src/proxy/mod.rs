@@ -23,7 +23,7 @@ pub mod upstream_tls;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -70,14 +70,15 @@ impl fmt::Display for ClientInfo {
     }
 }
 
-/// Everything connections share. Built once; immutable but for the task tracker.
-pub struct Proxy {
+/// What a reload replaces: configuration, policy, secrets, and the upstream clients
+/// built from them. A connection keeps the generation it started with.
+pub struct Generation {
     /// The effective configuration.
     pub config: Arc<Config>,
     /// The host policy.
     pub policy: Arc<Policy>,
-    /// Where decisions are recorded.
-    pub audit: AuditLog,
+    /// Registered secrets, values loaded once (at start or reload).
+    pub secrets: Arc<SecretSet>,
     /// Opens upstream connections (policy-checked).
     pub connector: Connector,
     /// Pooling client for plain-HTTP forwarding.
@@ -86,10 +87,67 @@ pub struct Proxy {
     pub tls_client: Client<TlsConnector, Body>,
     /// HTTP/1.1-only pooling client for WebSocket upgrades on intercepted connections.
     pub upgrade_client: Client<TlsConnector, Body>,
+}
+
+impl fmt::Debug for Generation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Generation")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Generation {
+    fn build(
+        config: Config,
+        policy: Policy,
+        secrets: SecretSet,
+    ) -> Result<Generation, TlsSetupError> {
+        let roots = tls::load_extra_roots(&config.upstream_ca)?;
+        let config = Arc::new(config);
+        let policy = Arc::new(policy);
+        let connector = Connector::new(config.clone(), policy.clone());
+        let tls_connector = TlsConnector::new(
+            connector.clone(),
+            tls::client_config(&roots, &[b"h2", b"http/1.1"])?,
+        );
+        let h1_connector = TlsConnector::new(
+            connector.clone(),
+            tls::client_config(&roots, &[b"http/1.1"])?,
+        );
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT);
+        Ok(Generation {
+            client: builder.clone().set_host(false).build(connector.clone()),
+            tls_client: builder.clone().build(tls_connector),
+            upgrade_client: builder.build(h1_connector),
+            secrets: Arc::new(secrets),
+            config,
+            policy,
+            connector,
+        })
+    }
+
+    /// Whether a CONNECT to `host:port` is intercepted (TLS terminated) or tunnelled.
+    /// keygate's own self-test origin is always intercepted: it is answered locally.
+    pub fn should_intercept(&self, host: &Host, port: u16) -> bool {
+        self.config.intercept == Intercept::All
+            || self.secrets.has_secret_for(host, port)
+            || selftest::is_self(host)
+    }
+}
+
+/// Everything connections share.
+pub struct Proxy {
+    /// The current generation. A std RwLock: held only to clone an `Arc`.
+    current: RwLock<Arc<Generation>>,
+    /// Where decisions are recorded.
+    pub audit: AuditLog,
     /// Leaf certificates for intercepted hosts; `None` when no CA was given.
     pub server_configs: Option<ServerConfigs>,
-    /// Registered secrets, values loaded once at start.
-    pub secrets: Arc<SecretSet>,
     /// The request/response addons.
     pub pipeline: Pipeline,
     /// Every connection and tunnel task, so shutdown can wait for them.
@@ -136,36 +194,14 @@ impl ProxyBuilder {
 
     /// Assembles the proxy; fails when `upstream.ca` cannot be read.
     pub fn build(self) -> Result<Arc<Proxy>, TlsSetupError> {
-        let roots = tls::load_extra_roots(&self.config.upstream_ca)?;
-        let config = Arc::new(self.config);
-        let policy = Arc::new(self.policy);
-        let connector = Connector::new(config.clone(), policy.clone());
-        let tls_connector = TlsConnector::new(
-            connector.clone(),
-            tls::client_config(&roots, &[b"h2", b"http/1.1"])?,
-        );
-        let h1_connector = TlsConnector::new(
-            connector.clone(),
-            tls::client_config(&roots, &[b"http/1.1"])?,
-        );
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT);
+        let generation = Generation::build(self.config, self.policy, self.secrets)?;
         Ok(Arc::new(Proxy {
-            client: builder.clone().set_host(false).build(connector.clone()),
-            tls_client: builder.clone().build(tls_connector),
-            upgrade_client: builder.build(h1_connector),
+            current: RwLock::new(Arc::new(generation)),
             server_configs: self
                 .issuer
                 .map(|i| ServerConfigs::new(i, tls::LEAF_CACHE_HOSTS)),
-            secrets: Arc::new(self.secrets),
             pipeline: self.pipeline,
-            config,
-            policy,
             audit: self.audit,
-            connector,
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         }))
@@ -195,12 +231,29 @@ impl Proxy {
         Proxy::builder(config, policy, audit).build()
     }
 
-    /// Whether a CONNECT to `host:port` is intercepted (TLS terminated) or tunnelled.
-    /// keygate's own self-test origin is always intercepted: it is answered locally.
-    pub fn should_intercept(&self, host: &Host, port: u16) -> bool {
-        self.config.intercept == Intercept::All
-            || self.secrets.has_secret_for(host, port)
-            || selftest::is_self(host)
+    /// The current generation (configuration, policy, secrets, upstream clients).
+    pub fn current(&self) -> Arc<Generation> {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces configuration, policy and secrets for new connections; connections
+    /// already open finish with what they started with. The listen address and the CA
+    /// are not reloaded. On error nothing changes.
+    pub fn reload(
+        &self,
+        config: Config,
+        policy: Policy,
+        secrets: SecretSet,
+    ) -> Result<(), TlsSetupError> {
+        let next = Arc::new(Generation::build(config, policy, secrets)?);
+        match self.current.write() {
+            Ok(mut guard) => *guard = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+        Ok(())
     }
 
     /// Answers a request to the self-test origin, and audits it.

@@ -126,6 +126,25 @@ fn keyutils() -> Result<KeyringStore, StoreError> {
     })
 }
 
+/// Drops this process's own session-keyring link to the key of secret `name`, so the
+/// next read finds the current key through the persistent keyring. Each keygate process
+/// joins a session keyring of its own, and a read links the key found into it: without
+/// this, a long-running `keygate start` would keep reading a value that `keygate secret
+/// add` has since replaced (it links the new key into the shared persistent keyring).
+/// Reads happen at start and reload only, never per request.
+#[cfg(target_os = "linux")]
+fn forget_session_link(name: &str) {
+    use linux_keyutils::{KeyRing, KeyRingIdentifier};
+    // The description linux-keyutils-keyring-store gives an entry with its default
+    // delimiters: "keyring:" + user + "@" + service.
+    let description = format!("keyring:{name}@{SERVICE}");
+    if let Ok(session) = KeyRing::from_special_id(KeyRingIdentifier::Session, false)
+        && let Ok(key) = session.search(&description)
+    {
+        let _ = session.unlink_key(key);
+    }
+}
+
 #[cfg(not(target_os = "linux"))]
 fn keyutils() -> Result<KeyringStore, StoreError> {
     Err(unavailable("keyutils"))
@@ -225,6 +244,10 @@ impl SecretStore for KeyringStore {
     }
 
     fn get(&self, name: &str) -> Result<Option<SecretValue>, StoreError> {
+        #[cfg(target_os = "linux")]
+        if self.backend == "keyutils" {
+            forget_session_link(name);
+        }
         let mut bytes = match self.entry(name)?.get_secret() {
             Ok(bytes) => bytes,
             Err(KeyringError::NoEntry) => return Ok(None),
