@@ -231,6 +231,20 @@ async fn via_proxy(
         .map_err(|_| fail("no answer to CONNECT in time".into()))?
 }
 
+/// The upstream host and port a pooled request URI names (default port by scheme).
+pub fn target_of(uri: &Uri) -> Result<(Host, u16), ConnectError> {
+    let authority = uri
+        .authority()
+        .ok_or_else(|| ConnectError::BadAddress(uri.to_string()))?;
+    let default_port = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+        443
+    } else {
+        80
+    };
+    parse_authority(authority.as_str(), Some(default_port))
+        .map_err(|e| ConnectError::BadAddress(e.to_string()))
+}
+
 /// hyper-util's pooling client calls this for each new plain-HTTP connection.
 impl tower_service::Service<Uri> for Connector {
     type Response = TokioIo<TcpStream>;
@@ -244,16 +258,7 @@ impl tower_service::Service<Uri> for Connector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let authority = uri
-                .authority()
-                .ok_or_else(|| ConnectError::BadAddress(uri.to_string()))?;
-            let default_port = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
-                443
-            } else {
-                80
-            };
-            let (host, port) = parse_authority(authority.as_str(), Some(default_port))
-                .map_err(|e| ConnectError::BadAddress(e.to_string()))?;
+            let (host, port) = target_of(&uri)?;
             this.connect(&host, port).await.map(TokioIo::new)
         })
     }

@@ -19,8 +19,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector as RustlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::upstream::{ConnectError, Connector};
-use crate::policy::{Host, parse_authority};
+use super::upstream::{ConnectError, Connector, target_of};
+use crate::policy::Host;
 
 /// How long the upstream TLS handshake may take.
 pub const UPSTREAM_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -162,11 +162,7 @@ impl tower_service::Service<Uri> for TlsConnector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let authority = uri
-                .authority()
-                .ok_or_else(|| ConnectError::BadAddress(uri.to_string()))?;
-            let (host, port) = parse_authority(authority.as_str(), Some(443))
-                .map_err(|e| ConnectError::BadAddress(e.to_string()))?;
+            let (host, port) = target_of(&uri)?;
             this.connect(&host, port).await
         })
     }
