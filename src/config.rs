@@ -13,7 +13,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, de};
 
+pub mod limits;
+
 use crate::policy::{Host, HostPattern, Mode, Policy, PrivateAddresses, parse_authority};
+pub use limits::Limits;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8877";
@@ -130,6 +133,14 @@ where
     fn visit_str<E: de::Error>(self, text: &str) -> Result<Parsed<T>, E> {
         text.parse().map(Parsed).map_err(E::custom)
     }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Parsed<T>, E> {
+        self.visit_str(&n.to_string())
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Parsed<T>, E> {
+        self.visit_str(&n.to_string())
+    }
 }
 
 /// `listen`: an IP:PORT socket address.
@@ -166,6 +177,7 @@ pub struct RawConfig {
     listen: Option<Parsed<ListenAddr>>,
     network: RawNetwork,
     upstream: RawUpstream,
+    limits: limits::RawLimits,
 }
 
 #[derive(Default, Deserialize)]
@@ -292,6 +304,8 @@ pub struct Config {
     pub upstream_proxy: Option<UpstreamProxy>,
     /// Hosts reached directly even when `upstream_proxy` is set.
     pub no_proxy: Vec<HostPattern>,
+    /// Sizes, counts and timeouts (`limits:`).
+    pub limits: Limits,
 }
 
 impl Default for Config {
@@ -362,6 +376,7 @@ impl Config {
             resolve,
             upstream_proxy: raw.upstream.proxy.map(|p| p.0),
             no_proxy: raw.upstream.no_proxy.into_iter().map(|p| p.0).collect(),
+            limits: raw.limits.resolve(),
         })
     }
 

@@ -187,3 +187,34 @@ fn resolve_rule_from_flag() {
             .is_err()
     );
 }
+
+#[test]
+fn limits_default_and_override() {
+    let c = parse("").unwrap();
+    assert_eq!(c.limits, Limits::default());
+    let c = parse(
+        "limits:\n  max_head_bytes: 32768\n  max_headers: \"50\"\n  header_read_timeout: 5s\n  handshake_timeout: 2500ms\n  idle_timeout: 2m\n  max_connections: 64\n  h2_max_concurrent_streams: 8\n  upstream_connect_timeout: 3s\n  response_timeout: 1m\n",
+    )
+    .unwrap();
+    let l = c.limits;
+    assert_eq!(l.max_head_bytes, 32768);
+    assert_eq!(l.max_headers, 50);
+    assert_eq!(l.header_read_timeout.as_secs(), 5);
+    assert_eq!(l.handshake_timeout.as_millis(), 2500);
+    assert_eq!(l.idle_timeout.as_secs(), 120);
+    assert_eq!(l.max_connections, 64);
+    assert_eq!(l.h2_max_concurrent_streams, 8);
+    assert_eq!(l.upstream_connect_timeout.as_secs(), 3);
+    assert_eq!(l.response_timeout.as_secs(), 60);
+}
+
+#[test]
+fn bad_limits_name_their_place() {
+    let e = err("limits:\n  response_timeout: forever\n");
+    assert!(e.starts_with("/etc/kg/keygate.yaml:2:"), "{e}");
+    assert!(e.contains("not a duration"), "{e}");
+    let e = err("limits:\n  max_connections: 0\n");
+    assert!(e.contains("from 1 to"), "{e}");
+    let e = err("limits:\n  max_conections: 5\n");
+    assert!(e.contains("max_conections"), "{e}");
+}

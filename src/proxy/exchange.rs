@@ -13,11 +13,11 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use super::forward::{RESPONSE_HEAD_TIMEOUT, upstream_error};
+use super::forward::upstream_error;
 use super::headers::strip_hop_by_hop;
+use super::idle::Activity;
 use super::metered::{Direction, FlowRecord, Metered};
 use super::respond::ProxyError;
-use super::server::MAX_HEAD_BYTES;
 use super::{Body, BoxError, ClientInfo, Generation, Proxy};
 use crate::addon::FlowContext;
 use crate::audit::{Event, Kind, Verdict, path_without_query};
@@ -56,10 +56,11 @@ pub async fn handle(
     if super::selftest::is_self(&conn.host) {
         return Ok(proxy.self_test(event, &parts, true, started));
     }
-    if head_size(&parts) > MAX_HEAD_BYTES {
+    let limits = conn.generation.config.limits;
+    if head_size(&parts) > limits.max_head_bytes || parts.headers.len() > limits.max_headers {
         // hyper's auto builder bounds only incomplete h1 heads; a complete oversized
         // one (or a large h2 header list) is refused here.
-        let err = ProxyError::HeadTooLarge(MAX_HEAD_BYTES);
+        let err = ProxyError::HeadTooLarge(limits.max_head_bytes);
         return Ok(proxy.refuse(event, &err, &what, started));
     }
     let mut flow = FlowContext::new(
@@ -93,14 +94,14 @@ pub async fn handle(
     } else {
         &conn.generation.tls_client
     };
-    let sent = tokio::time::timeout(RESPONSE_HEAD_TIMEOUT, client.request(request)).await;
+    let sent = tokio::time::timeout(limits.response_timeout, client.request(request)).await;
     let mut response = match sent {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => return Ok(fail(&flow_record, upstream_error(&e), &what)),
         Err(_) => {
             let err = ProxyError::Timeout(format!(
                 "no response head within {}s",
-                RESPONSE_HEAD_TIMEOUT.as_secs()
+                limits.response_timeout.as_secs()
             ));
             return Ok(fail(&flow_record, err, &what));
         }
@@ -203,6 +204,7 @@ fn bridge(
     flow: Arc<FlowRecord>,
 ) -> Response<Body> {
     let upstream_side = hyper::upgrade::on(&mut *response);
+    let idle_timeout = proxy.current().config.limits.idle_timeout;
     let shutdown = proxy.shutdown.clone();
     let grace = async move {
         shutdown.cancelled().await;
@@ -216,7 +218,8 @@ fn bridge(
                 return;
             }
         };
-        let (mut a, mut b) = (TokioIo::new(client_io), TokioIo::new(upstream_io));
+        let activity = Activity::new();
+        let (mut a, mut b) = (activity.watch(TokioIo::new(client_io)), activity.watch(TokioIo::new(upstream_io)));
         tokio::select! {
             result = tokio::io::copy_bidirectional(&mut a, &mut b) => {
                 if let Ok((up, down)) = result {
@@ -224,6 +227,9 @@ fn bridge(
                 }
             }
             () = grace => {}
+            () = activity.expired(idle_timeout) => {
+                flow.update(|e| e.reason = Some("websocket closed: idle (limits.idle_timeout)".into()));
+            }
         }
         drop(flow);
     });

@@ -4,7 +4,7 @@
 
 use std::error::Error as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::header::HOST;
 use http::uri::Scheme;
@@ -20,10 +20,6 @@ use super::{Body, BoxError, ClientInfo, Proxy};
 use crate::addon::FlowContext;
 use crate::audit::{Event, Kind, Verdict, path_without_query};
 use crate::policy::{Host, parse_authority};
-
-/// How long an upstream may take to send its response head. Generous: a model API may
-/// think for minutes before its first byte; streamed bodies have no total limit.
-pub const RESPONSE_HEAD_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Forwards one absolute-form request.
 pub async fn handle(
@@ -73,15 +69,14 @@ pub async fn handle(
     event.reason = Some(allowed.to_string());
     let flow = FlowRecord::start(proxy.audit.clone(), event.clone(), started);
     let req = prepare(Request::from_parts(parts, body), &host, port, &flow);
-    let sent = tokio::time::timeout(RESPONSE_HEAD_TIMEOUT, generation.client.request(req)).await;
+    let timeout = generation.config.limits.response_timeout;
+    let sent = tokio::time::timeout(timeout, generation.client.request(req)).await;
     let response = match sent {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => return fail(&proxy, &flow, upstream_error(&e), &what),
         Err(_) => {
-            let err = ProxyError::Timeout(format!(
-                "no response head within {}s",
-                RESPONSE_HEAD_TIMEOUT.as_secs()
-            ));
+            let err =
+                ProxyError::Timeout(format!("no response head within {}s", timeout.as_secs()));
             return fail(&proxy, &flow, err, &what);
         }
     };

@@ -3,7 +3,7 @@
 //! request handled by [`super::exchange`].
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hyper::service::service_fn;
 use hyper::upgrade::Upgraded;
@@ -12,14 +12,10 @@ use hyper_util::server::conn::auto;
 use tokio_rustls::LazyConfigAcceptor;
 
 use super::exchange::{self, Intercepted};
-use super::server::{HEADER_READ_TIMEOUT, MAX_HEAD_BYTES};
 use super::tunnel::{Hello, check_hello};
 use super::{ClientInfo, Generation, Proxy};
 use crate::audit::{Event, Kind, Verdict};
 use crate::policy::Host;
-
-/// How long the client may take to send its ClientHello and finish the handshake.
-pub const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Terminates TLS on an upgraded CONNECT and serves its requests until it closes.
 pub async fn run(
@@ -43,7 +39,8 @@ pub async fn run(
     };
     let acceptor =
         LazyConfigAcceptor::new(rustls::server::Acceptor::default(), TokioIo::new(upgraded));
-    let start = match tokio::time::timeout(CLIENT_HANDSHAKE_TIMEOUT, acceptor).await {
+    let limits = generation.config.limits;
+    let start = match tokio::time::timeout(limits.handshake_timeout, acceptor).await {
         Ok(Ok(start)) => start,
         Ok(Err(e)) => return deny("bad-tls", format!("not a TLS ClientHello: {e}")),
         Err(_) => return deny("bad-tls", "no ClientHello in time".into()),
@@ -60,7 +57,7 @@ pub async fn run(
         Ok(config) => config,
         Err(e) => return deny("internal", format!("cannot mint a certificate: {e}")),
     };
-    let tls = match tokio::time::timeout(CLIENT_HANDSHAKE_TIMEOUT, start.into_stream(config)).await
+    let tls = match tokio::time::timeout(limits.handshake_timeout, start.into_stream(config)).await
     {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -90,6 +87,7 @@ async fn serve(
     host: Host,
     port: u16,
 ) {
+    let limits = generation.config.limits;
     let conn = Arc::new(Intercepted {
         proxy: proxy.clone(),
         generation,
@@ -102,13 +100,14 @@ async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEAD_BYTES)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_head_bytes)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEAD_BYTES as u32);
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX));
     let serving = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
     tokio::pin!(serving);
     let result = tokio::select! {

@@ -10,6 +10,7 @@ pub mod exchange;
 pub mod filtered;
 pub mod forward;
 pub mod headers;
+pub mod idle;
 pub mod intercept;
 pub mod metered;
 pub mod respond;
@@ -30,6 +31,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -59,6 +61,9 @@ pub struct ClientInfo {
     pub peer: SocketAddr,
     /// The `Proxy-Authorization: Basic` username, if any (never the password).
     pub user: Option<String>,
+    /// The connection's slot under `limits.max_connections`, held by every task that
+    /// serves this client (tunnels and intercepted connections outlive the HTTP phase).
+    pub slot: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 impl fmt::Display for ClientInfo {
@@ -154,6 +159,9 @@ pub struct Proxy {
     pub tasks: TaskTracker,
     /// Cancelled when shutdown starts.
     pub shutdown: CancellationToken,
+    /// One permit per client connection being served (`limits.max_connections`, fixed
+    /// at start: a reload does not resize it).
+    pub connections: Arc<Semaphore>,
 }
 
 impl fmt::Debug for Proxy {
@@ -194,8 +202,10 @@ impl ProxyBuilder {
 
     /// Assembles the proxy; fails when `upstream.ca` cannot be read.
     pub fn build(self) -> Result<Arc<Proxy>, TlsSetupError> {
+        let max_connections = self.config.limits.max_connections;
         let generation = Generation::build(self.config, self.policy, self.secrets)?;
         Ok(Arc::new(Proxy {
+            connections: Arc::new(Semaphore::new(max_connections)),
             current: RwLock::new(Arc::new(generation)),
             server_configs: self
                 .issuer

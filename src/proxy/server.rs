@@ -10,15 +10,12 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::{Proxy, service};
 
 /// How long shutdown waits for in-flight requests and tunnels before closing them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How long a client may take to send a complete request head (slowloris defence).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest request head keygate reads from a client, in bytes.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Pause after an accept error (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -31,11 +28,19 @@ pub async fn run(
 ) -> io::Result<()> {
     tokio::pin!(shutdown);
     loop {
+        // At `limits.max_connections`, new clients wait in the listen backlog.
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = proxy.connections.clone().acquire_owned() => match slot {
+                Ok(slot) => Arc::new(slot),
+                Err(_) => break,
+            },
+        };
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    proxy.tasks.spawn(serve(proxy.clone(), stream, peer));
+                    proxy.tasks.spawn(serve(proxy.clone(), stream, peer, slot));
                 }
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
@@ -63,15 +68,22 @@ pub async fn run(
 
 /// Serves one client connection (HTTP/1.1, the proxy protocol) until it closes or
 /// shutdown asks it to finish its current request.
-async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr) {
+async fn serve(
+    proxy: Arc<Proxy>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: Arc<OwnedSemaphorePermit>,
+) {
     let _ = stream.set_nodelay(true);
+    let limits = proxy.current().config.limits;
     let handler = proxy.clone();
-    let svc = service_fn(move |req| service::handle(handler.clone(), peer, req));
+    let svc = service_fn(move |req| service::handle(handler.clone(), peer, slot.clone(), req));
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .max_header_size(MAX_HEAD_BYTES)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_head_bytes)
+        .max_header_size(limits.max_head_bytes)
+        .max_headers(limits.max_headers)
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades();

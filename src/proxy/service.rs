@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::respond::ProxyError;
 use super::{Body, ClientInfo, Proxy, connect, forward, headers};
@@ -18,11 +19,13 @@ use crate::audit::{Event, Kind, Verdict, path_without_query};
 pub async fn handle(
     proxy: Arc<Proxy>,
     peer: SocketAddr,
+    slot: Arc<OwnedSemaphorePermit>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let client = ClientInfo {
         peer,
         user: headers::proxy_auth_user(req.headers()),
+        slot: Some(slot),
     };
     let response = if req.method() == Method::CONNECT {
         connect::handle(proxy, client, req).await

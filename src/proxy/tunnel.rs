@@ -2,19 +2,18 @@
 //! (domain-fronting defence), then copy bytes both ways, unbuffered, with half-close.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::idle::Activity;
 use super::{ClientInfo, Proxy};
 use crate::audit::{Event, Kind, Verdict};
 use crate::policy::Host;
 
-/// How long the client may take to send its complete ClientHello after the 200.
-pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest ClientHello keygate reads before giving up (post-quantum key shares make
 /// hellos of 2 KB common; 64 KiB is generous).
 pub const MAX_HELLO_BYTES: usize = 64 * 1024;
@@ -104,7 +103,7 @@ pub async fn run(
     proxy: Arc<Proxy>,
     client: ClientInfo,
     upgraded: Upgraded,
-    mut upstream: TcpStream,
+    upstream: TcpStream,
     host: Host,
     port: u16,
 ) {
@@ -113,14 +112,16 @@ pub async fn run(
     let mut event = Event::new(client.to_string(), Kind::Tunnel, Verdict::Allow);
     event.host = Some(host.to_string());
     event.port = Some(port);
-    let hello = tokio::time::timeout(HELLO_TIMEOUT, read_client_hello(&mut downstream)).await;
+    let limits = proxy.current().config.limits;
+    let hello =
+        tokio::time::timeout(limits.handshake_timeout, read_client_hello(&mut downstream)).await;
     let (hello, first_bytes) = match hello {
         Ok(Ok(read)) => read,
         Ok(Err(e)) => (Hello::Malformed(e.to_string()), Vec::new()),
         Err(_) => (
             Hello::Malformed(format!(
                 "no ClientHello within {}s",
-                HELLO_TIMEOUT.as_secs()
+                limits.handshake_timeout.as_secs()
             )),
             Vec::new(),
         ),
@@ -135,6 +136,8 @@ pub async fn run(
         finish(&proxy, event, started);
         return;
     }
+    let activity = Activity::new();
+    let (mut downstream, mut upstream) = (activity.watch(downstream), activity.watch(upstream));
     let copied = async {
         upstream.write_all(&first_bytes).await?;
         tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await
@@ -142,6 +145,10 @@ pub async fn run(
     let outcome = tokio::select! {
         outcome = copied => outcome,
         () = grace_expired(&proxy) => Err(std::io::Error::other("closed by shutdown")),
+        () = activity.expired(limits.idle_timeout) => Err(std::io::Error::other(format!(
+            "closed after {}s without traffic (limits.idle_timeout)",
+            limits.idle_timeout.as_secs()
+        ))),
     };
     match outcome {
         Ok((up, down)) => {

@@ -20,8 +20,6 @@ use tokio::net::TcpStream;
 use crate::config::Config;
 use crate::policy::{Host, HostPattern, Policy, Refusal, parse_authority};
 
-/// How long DNS plus TCP connect to one upstream may take, in all.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a corporate proxy may take to answer our CONNECT.
 pub const PROXY_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -47,8 +45,8 @@ pub enum ConnectError {
         /// The last error.
         source: io::Error,
     },
-    /// DNS + connect took longer than [`CONNECT_TIMEOUT`].
-    #[error("connecting to {0} timed out after {secs}s", secs = CONNECT_TIMEOUT.as_secs())]
+    /// DNS + connect took longer than `limits.upstream_connect_timeout`.
+    #[error("connecting to {0} timed out")]
     Timeout(String),
     /// The corporate proxy refused or failed the CONNECT.
     #[error("upstream proxy {proxy}: {what}")]
@@ -105,7 +103,7 @@ impl Connector {
                 _ => self.direct(host, port, true).await,
             }
         };
-        tokio::time::timeout(CONNECT_TIMEOUT, work)
+        tokio::time::timeout(config.limits.upstream_connect_timeout, work)
             .await
             .map_err(|_| ConnectError::Timeout(target.clone()))?
     }

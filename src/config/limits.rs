@@ -1,0 +1,218 @@
+//! `limits:` in keygate.yaml: sizes, counts and timeouts that bound what a client or an
+//! upstream can make keygate hold. Every field is optional; the defaults below are
+//! what keygate uses without a file.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::Parsed;
+
+/// Default largest request head (request line + headers), bytes.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Default most headers in one request.
+pub const MAX_HEADERS: usize = 100;
+/// Default time a client has to send a complete request head (slowloris defence).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a client has to send its TLS ClientHello and finish the handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a tunnel or WebSocket may carry no byte either way before it is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default most client connections served at once; more wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Default most concurrent HTTP/2 streams per intercepted client connection.
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Default time DNS plus TCP connect to an upstream may take.
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time an upstream may take to send its response head (a model may think for
+/// minutes before its first byte; streamed bodies have no total limit).
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The effective limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request head, bytes (default 64 KiB); larger is 431.
+    pub max_head_bytes: usize,
+    /// Most headers in one request (default 100).
+    pub max_headers: usize,
+    /// Time to send a request head (default 30 s).
+    pub header_read_timeout: Duration,
+    /// Time for a ClientHello and TLS handshake (default 10 s).
+    pub handshake_timeout: Duration,
+    /// Tunnel/WebSocket idle time before closing (default 10 min).
+    pub idle_timeout: Duration,
+    /// Most client connections at once (default 4096).
+    pub max_connections: usize,
+    /// Most concurrent h2 streams per intercepted connection (default 100).
+    pub h2_max_concurrent_streams: u32,
+    /// Upstream DNS + connect time (default 10 s).
+    pub upstream_connect_timeout: Duration,
+    /// Time to the upstream's response head (default 10 min); then 504.
+    pub response_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_head_bytes: MAX_HEAD_BYTES,
+            max_headers: MAX_HEADERS,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+            h2_max_concurrent_streams: H2_MAX_CONCURRENT_STREAMS,
+            upstream_connect_timeout: UPSTREAM_CONNECT_TIMEOUT,
+            response_timeout: RESPONSE_TIMEOUT,
+        }
+    }
+}
+
+/// A duration written `500ms`, `30s`, `10m` or `1h` (a bare number is seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+impl FromStr for Span {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Span, String> {
+        let text = s.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration; write e.g. 500ms, 30s, 10m or 1h"))?;
+        let duration = match unit.trim() {
+            "ms" => Duration::from_millis(n),
+            "" | "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            other => return Err(format!("`{s}`: unknown unit `{other}` (use ms, s, m or h)")),
+        };
+        if duration.is_zero() {
+            return Err(format!("`{s}`: a timeout must be longer than zero"));
+        }
+        Ok(Span(duration))
+    }
+}
+
+/// A positive count, bounded by `MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count<const MAX: u64>(pub u64);
+
+impl<const MAX: u64> FromStr for Count<MAX> {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().parse::<u64>() {
+            Ok(n) if (1..=MAX).contains(&n) => Ok(Count(n)),
+            _ => Err(format!("`{s}` must be a whole number from 1 to {MAX}")),
+        }
+    }
+}
+
+impl<const MAX: u64> fmt::Display for Count<MAX> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// `limits:` as written; numbers may be given bare or quoted.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    max_head_bytes: Option<Parsed<Count<{ 16 * 1024 * 1024 }>>>,
+    max_headers: Option<Parsed<Count<10_000>>>,
+    header_read_timeout: Option<Parsed<Span>>,
+    handshake_timeout: Option<Parsed<Span>>,
+    idle_timeout: Option<Parsed<Span>>,
+    max_connections: Option<Parsed<Count<1_000_000>>>,
+    h2_max_concurrent_streams: Option<Parsed<Count<10_000>>>,
+    upstream_connect_timeout: Option<Parsed<Span>>,
+    response_timeout: Option<Parsed<Span>>,
+}
+
+impl RawLimits {
+    /// The effective limits: each given field replaces its default.
+    pub fn resolve(&self) -> Limits {
+        let d = Limits::default();
+        let count = |v: &Option<Parsed<Count<{ 16 * 1024 * 1024 }>>>, default: usize| {
+            v.as_ref()
+                .map_or(default, |p| usize::try_from(p.0.0).unwrap_or(default))
+        };
+        let span =
+            |v: &Option<Parsed<Span>>, default: Duration| v.as_ref().map_or(default, |p| p.0.0);
+        Limits {
+            max_head_bytes: count(&self.max_head_bytes, d.max_head_bytes).max(8 * 1024),
+            max_headers: self.max_headers.as_ref().map_or(d.max_headers, |p| {
+                usize::try_from(p.0.0).unwrap_or(d.max_headers)
+            }),
+            header_read_timeout: span(&self.header_read_timeout, d.header_read_timeout),
+            handshake_timeout: span(&self.handshake_timeout, d.handshake_timeout),
+            idle_timeout: span(&self.idle_timeout, d.idle_timeout),
+            max_connections: self
+                .max_connections
+                .as_ref()
+                .map_or(d.max_connections, |p| {
+                    usize::try_from(p.0.0).unwrap_or(d.max_connections)
+                }),
+            h2_max_concurrent_streams: self
+                .h2_max_concurrent_streams
+                .as_ref()
+                .map_or(d.h2_max_concurrent_streams, |p| {
+                    u32::try_from(p.0.0).unwrap_or(d.h2_max_concurrent_streams)
+                }),
+            upstream_connect_timeout: span(
+                &self.upstream_connect_timeout,
+                d.upstream_connect_timeout,
+            ),
+            response_timeout: span(&self.response_timeout, d.response_timeout),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans() {
+        assert_eq!(
+            "500ms".parse::<Span>().unwrap().0,
+            Duration::from_millis(500)
+        );
+        assert_eq!("30".parse::<Span>().unwrap().0, Duration::from_secs(30));
+        assert_eq!("10m".parse::<Span>().unwrap().0, Duration::from_secs(600));
+        assert_eq!(" 1h ".parse::<Span>().unwrap().0, Duration::from_secs(3600));
+        assert!(
+            "0s".parse::<Span>()
+                .unwrap_err()
+                .contains("longer than zero")
+        );
+        assert!(
+            "5 days"
+                .parse::<Span>()
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(
+            "soon"
+                .parse::<Span>()
+                .unwrap_err()
+                .contains("not a duration")
+        );
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!("12".parse::<Count<100>>().unwrap().0, 12);
+        assert!("0".parse::<Count<100>>().is_err());
+        assert!(
+            "101"
+                .parse::<Count<100>>()
+                .unwrap_err()
+                .contains("1 to 100")
+        );
+    }
+}
