@@ -54,16 +54,40 @@ pub fn client_address(listen: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Builds the agent environment for a proxy at `proxy`, the CA certificate `ca_cert`,
-/// the trust bundle `bundle`, and the registered secrets.
+/// The proxy URL clients use: `http://ADDR`, with `user:password@` when the listener
+/// requires proxy authentication.
+pub fn proxy_url(proxy: SocketAddr, credentials: Option<&SecretValue>) -> String {
+    let addr = client_address(proxy);
+    let Some(credentials) = credentials else {
+        return format!("http://{addr}");
+    };
+    let (user, password) = credentials
+        .expose()
+        .split_once(':')
+        .unwrap_or((credentials.expose(), ""));
+    let escape = |s: &str| percent_encoding::utf8_percent_encode(s, USERINFO).to_string();
+    format!("http://{}:{}@{addr}", escape(user), escape(password))
+}
+
+/// Characters escaped in a URL's userinfo.
+const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Builds the agent environment for a proxy at `proxy` (with its credentials, if it
+/// requires them), the CA certificate `ca_cert`, the trust bundle `bundle`, and the
+/// registered secrets.
 pub fn agent_env(
     proxy: SocketAddr,
+    credentials: Option<&SecretValue>,
     ca_cert: &Path,
     bundle: &Path,
     secrets: &[Binding],
 ) -> AgentEnv {
     let mut set = BTreeMap::new();
-    let url = format!("http://{}", client_address(proxy));
+    let url = proxy_url(proxy, credentials);
     for var in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
         set.insert(var.to_string(), url.clone());
     }

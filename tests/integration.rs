@@ -9,6 +9,8 @@ mod support;
 
 #[path = "integration/agent.rs"]
 mod agent;
+#[path = "integration/auth.rs"]
+mod auth;
 #[path = "integration/cli.rs"]
 mod cli;
 #[path = "integration/forward.rs"]

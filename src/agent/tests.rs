@@ -34,6 +34,7 @@ fn sample() -> AgentEnv {
     ];
     agent_env(
         "0.0.0.0:8877".parse().unwrap(),
+        None,
         &PathBuf::from("/h/ca/keygate-ca.pem"),
         &PathBuf::from("/h/ca/bundle.pem"),
         &secrets,
@@ -131,5 +132,16 @@ fn leaking_vars_are_found_by_value() {
     assert_eq!(
         leaking_vars(inherited, &[&real]),
         vec!["ANTHROPIC_API_KEY", "SOME_HEADER"]
+    );
+}
+
+#[test]
+fn proxy_url_carries_credentials_when_required() {
+    let addr = "192.168.7.1:8877".parse().unwrap();
+    assert_eq!(proxy_url(addr, None), "http://192.168.7.1:8877");
+    let creds = SecretValue::new("keygate:p@ss:w/rd".into()).unwrap();
+    assert_eq!(
+        proxy_url(addr, Some(&creds)),
+        "http://keygate:p%40ss%3Aw%2Frd@192.168.7.1:8877"
     );
 }

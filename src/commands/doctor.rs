@@ -89,7 +89,14 @@ pub fn run(home: &Home) -> Result<(), Failure> {
             return;
         };
         let listen = agent::client_address(config.listen);
-        let running = probe(listen, ca.cert_pem()).await;
+        let credentials = match super::credentials_for(config.listen) {
+            Ok(c) => c,
+            Err(f) => {
+                report.fail("listener", format!("cannot read the proxy credentials: {:#}", f.error));
+                None
+            }
+        };
+        let running = probe(listen, credentials.as_ref(), ca.cert_pem()).await;
         if running {
             report.ok("listener", format!("keygate answers on {listen} with this CA"));
         } else {
@@ -108,8 +115,11 @@ pub fn run(home: &Home) -> Result<(), Failure> {
                 }
             },
         };
-        let addr = embedded.as_ref().map_or(listen, |e| e.addr);
-        let env = agent::agent_env(addr, &home.ca_cert(), &home.bundle(), &bindings);
+        let (addr, credentials) = match &embedded {
+            Some(e) => (e.addr, None),
+            None => (listen, credentials),
+        };
+        let env = agent::agent_env(addr, credentials.as_ref(), &home.ca_cert(), &home.bundle(), &bindings);
         probe_runtimes(&env, &mut report).await;
         if let Some(e) = embedded {
             e.stop().await;

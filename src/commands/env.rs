@@ -12,7 +12,14 @@ pub fn run(home: &Home, shell: ShellArg) -> Result<(), Failure> {
         .bindings()
         .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", home.secrets_file().display())))?;
     super::ca::ensure_ca(home)?;
-    let env = agent::agent_env(config.listen, &home.ca_cert(), &home.bundle(), &bindings);
+    let credentials = super::credentials_for(config.listen)?;
+    let env = agent::agent_env(
+        config.listen,
+        credentials.as_ref(),
+        &home.ca_cert(),
+        &home.bundle(),
+        &bindings,
+    );
     let shell = match shell {
         ShellArg::Sh => Shell::Sh,
         ShellArg::Fish => Shell::Fish,

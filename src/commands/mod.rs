@@ -142,3 +142,31 @@ pub fn open_store() -> Result<keygate::secrets::keyring::KeyringStore, Failure> 
     let forced = std::env::var(keygate::secrets::keyring::BACKEND_ENV).ok();
     Ok(keygate::secrets::keyring::open(forced.as_deref())?)
 }
+
+/// keygate's own proxy credentials (`keygate:<random>`), from the keyring; created on
+/// first need. They authenticate clients to keygate, never to an upstream.
+pub fn proxy_credentials() -> Result<keygate::secrets::SecretValue, Failure> {
+    use keygate::secrets::store::PROXY_AUTH_ACCOUNT;
+    use keygate::secrets::{SecretStore, SecretValue, dummy};
+    let store = open_store()?;
+    if let Some(existing) = store.get(PROXY_AUTH_ACCOUNT)? {
+        return Ok(existing);
+    }
+    let password = dummy::expand("{random:32}", "").map_err(|e| anyhow!(e))?;
+    let value = SecretValue::new(format!("{}:{password}", keygate::proxy::auth::PROXY_USER))
+        .map_err(|e| anyhow!(e))?;
+    store.set(PROXY_AUTH_ACCOUNT, &value)?;
+    Ok(value)
+}
+
+/// The credentials clients of a listener on `listen` need: none on loopback; beyond it,
+/// proxy authentication is required.
+pub fn credentials_for(
+    listen: std::net::SocketAddr,
+) -> Result<Option<keygate::secrets::SecretValue>, Failure> {
+    if listen.ip().is_loopback() {
+        Ok(None)
+    } else {
+        proxy_credentials().map(Some)
+    }
+}

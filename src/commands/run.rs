@@ -62,18 +62,30 @@ pub fn run(home: &Home, args: RunArgs) -> Result<u8, Failure> {
     let ca_pem = ca.cert_pem().to_string();
     runtime.block_on(async move {
         let listen = agent::client_address(config.listen);
+        let credentials = match custom_policy {
+            true => None,
+            false => super::credentials_for(config.listen)?,
+        };
         let existing = match custom_policy {
             true => None,
-            false => probe(listen, &ca_pem).await.then_some(listen),
+            false => probe(listen, credentials.as_ref(), &ca_pem)
+                .await
+                .then_some(listen),
         };
-        let (addr, embedded) = match existing {
-            Some(addr) => (addr, None),
+        let (addr, credentials, embedded) = match existing {
+            Some(addr) => (addr, credentials, None),
             None => {
                 let embedded = Embedded::start(home, config, ca, secrets).await?;
-                (embedded.addr, Some(embedded))
+                (embedded.addr, None, Some(embedded))
             }
         };
-        let env = agent::agent_env(addr, &home.ca_cert(), &home.bundle(), &bindings);
+        let env = agent::agent_env(
+            addr,
+            credentials.as_ref(),
+            &home.ca_cert(),
+            &home.bundle(),
+            &bindings,
+        );
         let status = spawn_and_wait(&args.command, &env, &leaking).await;
         if let Some(embedded) = embedded {
             embedded.stop().await;
@@ -132,17 +144,21 @@ impl Embedded {
 }
 
 /// True when a keygate with our CA answers at `addr` (its self-test origin serves the CA).
-pub async fn probe(addr: SocketAddr, ca_pem: &str) -> bool {
+pub async fn probe(addr: SocketAddr, credentials: Option<&SecretValue>, ca_pem: &str) -> bool {
     let work = async {
         let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
             .await
             .ok()?;
         tokio::spawn(conn);
-        let request = http::Request::get("http://keygate.test/ca.pem")
-            .header(http::header::HOST, "keygate.test")
-            .body(Empty::<bytes::Bytes>::new())
-            .ok()?;
+        let mut request = http::Request::get("http://keygate.test/ca.pem")
+            .header(http::header::HOST, "keygate.test");
+        if let Some(c) = credentials {
+            use base64::Engine;
+            let basic = base64::engine::general_purpose::STANDARD.encode(c.expose());
+            request = request.header(http::header::PROXY_AUTHORIZATION, format!("Basic {basic}"));
+        }
+        let request = request.body(Empty::<bytes::Bytes>::new()).ok()?;
         let response = sender.send_request(request).await.ok()?;
         let body = Limited::new(response.into_body(), 64 * 1024)
             .collect()

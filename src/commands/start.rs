@@ -8,6 +8,7 @@ use keygate::audit::AuditLog;
 use keygate::config::{Config, Overrides};
 use keygate::home::Home;
 use keygate::policy::Policy;
+use keygate::proxy::auth::ProxyAuth;
 use keygate::proxy::{self, Proxy};
 use keygate::secrets::{Binding, SecretSet, SecretStore};
 
@@ -30,19 +31,21 @@ pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
         .build()
         .context("starting the async runtime")?;
     let listen = config.listen;
-    let proxy = Proxy::builder(config, policy, audit.clone())
+    let mut builder = Proxy::builder(config, policy, audit.clone())
         .ca(Arc::new(ca))
-        .secrets(secrets)
-        .build()
-        .map_err(Failure::usage)?;
+        .secrets(secrets);
+    if let Some(credentials) = super::credentials_for(listen)? {
+        builder = builder.proxy_auth(ProxyAuth::new(credentials));
+    }
+    let proxy = builder.build().map_err(Failure::usage)?;
     let result = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
         if !addr.ip().is_loopback() {
-            tracing::warn!(
-                "listening on {addr}, which is not loopback: any host that reaches it can use this proxy and its secrets; proxy authentication is not enforced yet, so bind a loopback or a private bridge address only"
+            eprintln!(
+                "keygate: {addr} is not loopback, so proxy authentication is required (Basic, user `keygate`, password in the keyring); `keygate env` prints the proxy URL with it"
             );
         }
         eprintln!("keygate listening on http://{addr}");

@@ -5,6 +5,7 @@
 //! [`tunnel`] after the upgrade), absolute-form `http://` to [`forward`]. Every path to
 //! the network goes through [`upstream::Connector`]; every refusal through [`respond`].
 
+pub mod auth;
 pub mod connect;
 pub mod exchange;
 pub mod filtered;
@@ -162,6 +163,8 @@ pub struct Proxy {
     /// One permit per client connection being served (`limits.max_connections`, fixed
     /// at start: a reload does not resize it).
     pub connections: Arc<Semaphore>,
+    /// Required proxy credentials; `None` on loopback listeners.
+    pub auth: Option<auth::ProxyAuth>,
 }
 
 impl fmt::Debug for Proxy {
@@ -178,6 +181,7 @@ pub struct ProxyBuilder {
     issuer: Option<Arc<dyn LeafIssuer>>,
     secrets: SecretSet,
     pipeline: Pipeline,
+    auth: Option<auth::ProxyAuth>,
 }
 
 impl ProxyBuilder {
@@ -194,6 +198,12 @@ impl ProxyBuilder {
         self
     }
 
+    /// Requires these proxy credentials on every request (for non-loopback listeners).
+    pub fn proxy_auth(mut self, auth: auth::ProxyAuth) -> ProxyBuilder {
+        self.auth = Some(auth);
+        self
+    }
+
     /// Replaces the built-in addon pipeline.
     pub fn pipeline(mut self, pipeline: Pipeline) -> ProxyBuilder {
         self.pipeline = pipeline;
@@ -206,6 +216,7 @@ impl ProxyBuilder {
         let generation = Generation::build(self.config, self.policy, self.secrets)?;
         Ok(Arc::new(Proxy {
             connections: Arc::new(Semaphore::new(max_connections)),
+            auth: self.auth,
             current: RwLock::new(Arc::new(generation)),
             server_configs: self
                 .issuer
@@ -229,6 +240,7 @@ impl Proxy {
             issuer: None,
             secrets: SecretSet::default(),
             pipeline: Pipeline::default(),
+            auth: None,
         }
     }
 

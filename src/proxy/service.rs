@@ -27,6 +27,11 @@ pub async fn handle(
         user: headers::proxy_auth_user(req.headers()),
         slot: Some(slot),
     };
+    if let Some(auth) = &proxy.auth
+        && !auth.admits(req.headers())
+    {
+        return Ok(unauthenticated(&proxy, &client, &req));
+    }
     let response = if req.method() == Method::CONNECT {
         connect::handle(proxy, client, req).await
     } else if req.uri().scheme().is_some() {
@@ -52,4 +57,18 @@ fn not_a_proxy_request(
         req.method()
     ));
     proxy.refuse(event, &err, "the request", Instant::now())
+}
+
+/// A request without the required proxy credentials: 407, logged and audited.
+fn unauthenticated(proxy: &Proxy, client: &ClientInfo, req: &Request<Incoming>) -> Response<Body> {
+    let mut event = Event::new(client.to_string(), Kind::Request, Verdict::Deny);
+    if req.method() == Method::CONNECT {
+        event.kind = Kind::Connect;
+    }
+    event.method = Some(req.method().to_string());
+    event.reason = Some("proxy-auth-required: missing or wrong proxy credentials".into());
+    event.status = Some(407);
+    tracing::warn!(client = %client.peer, "{} refused: missing or wrong proxy credentials", req.method());
+    proxy.audit.record(event);
+    super::auth::challenge()
 }

@@ -8,6 +8,9 @@ use super::SecretValue;
 
 /// The keyring service name every keygate entry uses; the account is the secret name.
 pub const SERVICE: &str = "keygate";
+/// The account of keygate's own proxy credentials (`user:password`). Secret names start
+/// with a letter or digit, so no secret can take this account.
+pub const PROXY_AUTH_ACCOUNT: &str = "_proxy-auth";
 
 /// A keyring backend failure. It names the backend, the cause and what to do, and
 /// never contains a secret value.

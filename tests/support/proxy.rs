@@ -62,6 +62,7 @@ pub struct ProxyBuilder {
     yaml: String,
     flags: Overrides,
     secrets: Vec<Binding>,
+    proxy_auth: Option<String>,
 }
 
 impl ProxyBuilder {
@@ -74,7 +75,14 @@ impl ProxyBuilder {
                 ..Overrides::default()
             },
             secrets: Vec::new(),
+            proxy_auth: None,
         }
+    }
+
+    /// Requires proxy credentials `user:password`, as a non-loopback listener does.
+    pub fn proxy_auth(mut self, credentials: &str) -> ProxyBuilder {
+        self.proxy_auth = Some(credentials.to_string());
+        self
     }
 
     /// Registers `secret` (value loaded, as `keygate start` loads it from the keyring).
@@ -149,6 +157,11 @@ impl ProxyBuilder {
         if let Some(ca) = &ca {
             let loaded = Ca::load(&Home::at(ca.home.path())).expect("load the test CA");
             builder = builder.ca(Arc::new(loaded));
+        }
+        if let Some(credentials) = &self.proxy_auth {
+            let value =
+                keygate::secrets::SecretValue::new(credentials.clone()).expect("credentials");
+            builder = builder.proxy_auth(keygate::proxy::auth::ProxyAuth::new(value));
         }
         let proxy = builder.build().expect("proxy");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
