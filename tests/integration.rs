@@ -17,6 +17,8 @@ mod cli;
 mod faults;
 #[path = "integration/forward.rs"]
 mod forward;
+#[path = "integration/hostile.rs"]
+mod hostile;
 #[path = "integration/inject.rs"]
 mod inject;
 #[path = "integration/intercept.rs"]

@@ -247,6 +247,11 @@ impl HttpUpstream {
             .expect("upstream gone")
     }
 
+    /// An arrival already reported, without waiting.
+    pub fn try_arrival(&self) -> Option<String> {
+        self.arrivals.try_lock().ok()?.try_recv().ok()
+    }
+
     /// Lets one gated route go on.
     pub fn release(&self) {
         self.shared.release.notify_one();
