@@ -13,6 +13,8 @@ mod agent;
 mod auth;
 #[path = "integration/cli.rs"]
 mod cli;
+#[path = "integration/clients.rs"]
+mod clients;
 #[path = "integration/faults.rs"]
 mod faults;
 #[path = "integration/forward.rs"]

@@ -189,6 +189,7 @@ async fn spawn_and_wait(
         cmd.env_remove(name);
     }
     cmd.envs(&env.set);
+    let mut forwarder = Forwarder::install().context("installing signal handlers")?;
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -201,7 +202,8 @@ async fn spawn_and_wait(
             return Ok(code);
         }
     };
-    let status = wait_forwarding_signals(&mut child)
+    let status = forwarder
+        .wait(&mut child)
         .await
         .context("waiting for the command")?;
     Ok(exit_code(status))
@@ -221,28 +223,48 @@ fn exit_code(status: ExitStatus) -> u8 {
     1
 }
 
+/// Signal handlers for the child's lifetime. Installed *before* the child is spawned:
+/// a signal arriving in between would otherwise kill keygate and orphan the child.
 #[cfg(unix)]
-async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> std::io::Result<ExitStatus> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let pid = child.id();
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut quit = signal(SignalKind::quit())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut usr2 = signal(SignalKind::user_defined2())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    // Ctrl-C in a terminal already reaches the child (same foreground process group);
-    // forwarding it too would deliver it twice. Without a terminal, forward it.
-    let forward_int = !std::io::stdin().is_terminal();
-    loop {
-        tokio::select! {
-            status = child.wait() => return status,
-            _ = term.recv() => forward(pid, libc::SIGTERM),
-            _ = hup.recv() => forward(pid, libc::SIGHUP),
-            _ = quit.recv() => forward(pid, libc::SIGQUIT),
-            _ = usr1.recv() => forward(pid, libc::SIGUSR1),
-            _ = usr2.recv() => forward(pid, libc::SIGUSR2),
-            _ = int.recv() => if forward_int { forward(pid, libc::SIGINT) },
+struct Forwarder {
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    /// Ctrl-C in a terminal already reaches the child (same foreground process group);
+    /// forwarding it too would deliver it twice. Without a terminal, forward it.
+    forward_int: bool,
+}
+
+#[cfg(unix)]
+impl Forwarder {
+    fn install() -> std::io::Result<Forwarder> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Forwarder {
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+            quit: signal(SignalKind::quit())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
+            int: signal(SignalKind::interrupt())?,
+            forward_int: !std::io::stdin().is_terminal(),
+        })
+    }
+
+    async fn wait(&mut self, child: &mut tokio::process::Child) -> std::io::Result<ExitStatus> {
+        let pid = child.id();
+        loop {
+            tokio::select! {
+                status = child.wait() => return status,
+                _ = self.term.recv() => forward(pid, libc::SIGTERM),
+                _ = self.hup.recv() => forward(pid, libc::SIGHUP),
+                _ = self.quit.recv() => forward(pid, libc::SIGQUIT),
+                _ = self.usr1.recv() => forward(pid, libc::SIGUSR1),
+                _ = self.usr2.recv() => forward(pid, libc::SIGUSR2),
+                _ = self.int.recv() => if self.forward_int { forward(pid, libc::SIGINT) },
+            }
         }
     }
 }
@@ -259,7 +281,17 @@ fn forward(pid: Option<u32>, signal: libc::c_int) {
     }
 }
 
+/// Without Unix signals there is nothing to forward.
 #[cfg(not(unix))]
-async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> std::io::Result<ExitStatus> {
-    child.wait().await
+struct Forwarder;
+
+#[cfg(not(unix))]
+impl Forwarder {
+    fn install() -> std::io::Result<Forwarder> {
+        Ok(Forwarder)
+    }
+
+    async fn wait(&mut self, child: &mut tokio::process::Child) -> std::io::Result<ExitStatus> {
+        child.wait().await
+    }
 }

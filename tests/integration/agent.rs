@@ -273,15 +273,27 @@ fn run_forwards_signals_to_the_child() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    assert_eq!(lines.next().expect("line").expect("read"), "ready");
+    // Lines are read on a thread so that a regression fails the test instead of hanging it.
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = line_tx.send(line);
+        }
+    });
+    let next_line = || {
+        line_rx
+            .recv_timeout(crate::support::WAIT)
+            .expect("a line from the child in time")
+    };
+    assert_eq!(next_line(), "ready");
     let sent = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
         .status()
         .expect("kill");
     assert!(sent.success());
-    assert_eq!(lines.next().expect("line").expect("read"), "got-term");
+    assert_eq!(next_line(), "got-term");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());

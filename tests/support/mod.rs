@@ -14,6 +14,7 @@ pub mod api;
 pub mod bin;
 pub mod body;
 pub mod client;
+pub mod clients;
 pub mod intercepted;
 pub mod leak;
 pub mod pki;
