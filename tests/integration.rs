@@ -37,6 +37,8 @@ mod regression;
 mod reload;
 #[path = "integration/scrub.rs"]
 mod scrub;
+#[path = "integration/soak.rs"]
+mod soak;
 #[path = "integration/streaming.rs"]
 mod streaming;
 #[path = "integration/tunnel.rs"]

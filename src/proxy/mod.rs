@@ -54,6 +54,8 @@ pub type Body = BoxBody<Bytes, BoxError>;
 
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Most idle pooled upstream connections kept per host (busy ones are not limited).
+const POOL_MAX_IDLE_PER_HOST: usize = 32;
 
 /// Who is talking to keygate: the proxy-auth username if given, else the peer address.
 #[derive(Debug, Clone)]
@@ -125,7 +127,8 @@ impl Generation {
         builder
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT);
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST);
         Ok(Generation {
             client: builder.clone().set_host(false).build(connector.clone()),
             tls_client: builder.clone().build(tls_connector),

@@ -21,6 +21,7 @@ pub mod pki;
 pub mod proxy;
 pub mod secret;
 pub mod stack;
+pub mod started;
 pub mod trace;
 pub mod upstream;
 pub mod ws;
