@@ -418,8 +418,11 @@ profile() {
   mkdir -p "$(dirname "$OUT")"
   {
     machine
-    printf -- '- keygate intercepting, c=32 keep-alive: %.0f req/s while sampled\n\n' \
-      "$(awk -F'\t' '$2 == "rps_c32" { print $4 }' "$TSV")"
+    printf -- '- keygate intercepting, c=32 keep-alive: %.0f req/s while sampled; CPU per request: keygate %.1f µs, upstream %.1f µs, load generator %.1f µs\n\n' \
+      "$(awk -F'\t' '$2 == "rps_c32" { print $4 }' "$TSV")" \
+      "$(awk -F'\t' '$2 == "cpu:rps_c32:proxy" { print $4 }' "$TSV")" \
+      "$(awk -F'\t' '$2 == "cpu:rps_c32:upstream" { print $4 }' "$TSV")" \
+      "$(awk -F'\t' '$2 == "cpu:rps_c32:client" { print $4 }' "$TSV")"
     perf script -i "$WORK/perf.data" -F comm,tid,ip,sym 2>/dev/null | python3 "$BENCH/perf_summary.py"
   } >"${OUT%.md}-profile.md"
   cat "${OUT%.md}-profile.md"

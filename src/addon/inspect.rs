@@ -1,9 +1,13 @@
 //! Where a dummy can hide in a request: header values (also inside `Basic`
 //! credentials) and the URL.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use http::HeaderValue;
 use percent_encoding::percent_decode_str;
+
+use crate::secrets::{Binding, SecretSet};
 
 /// The decoded `user:password` of a `Basic` credential, if the value is one.
 pub fn basic_credentials(value: &HeaderValue) -> Option<String> {
@@ -20,26 +24,44 @@ pub fn basic_credentials(value: &HeaderValue) -> Option<String> {
 
 /// True when `needle` is in a header value, raw or inside Basic credentials.
 pub fn in_headers(headers: &http::HeaderMap, needle: &str) -> bool {
-    headers.values().any(|v| {
-        memchr::memmem::find(v.as_bytes(), needle.as_bytes()).is_some()
-            || basic_credentials(v).is_some_and(|c| c.contains(needle))
-    })
+    // One searcher for every value: building it is most of the cost of a short search.
+    let finder = memchr::memmem::Finder::new(needle.as_bytes());
+    headers.values().any(|v| in_value(&finder, v))
 }
 
-/// True when `needle` is in the URL's path or query, raw or percent-decoded.
-pub fn in_url(uri: &http::Uri, needle: &str) -> bool {
-    let Some(pq) = uri.path_and_query() else {
-        return false;
-    };
-    pq.as_str().contains(needle)
-        || percent_decode_str(pq.as_str())
-            .decode_utf8_lossy()
-            .contains(needle)
+/// True when the finder's needle is in `value`, raw or inside Basic credentials.
+pub fn in_value(finder: &memchr::memmem::Finder<'_>, value: &HeaderValue) -> bool {
+    finder.find(value.as_bytes()).is_some()
+        || basic_credentials(value).is_some_and(|c| finder.find(c.as_bytes()).is_some())
 }
 
 /// True when `needle` is in the query only, raw or percent-decoded.
 pub fn in_query(uri: &http::Uri, needle: &str) -> bool {
     uri.query().is_some_and(|q| {
         q.contains(needle) || percent_decode_str(q).decode_utf8_lossy().contains(needle)
+    })
+}
+
+/// The first secret accepted by `pick` whose dummy the request carries: in a header
+/// value (raw or inside Basic credentials) or in the URL's path or query (raw or
+/// percent-decoded). One pass over each place for every secret at once.
+pub fn dummy_carried<'s>(
+    secrets: &'s SecretSet,
+    headers: &http::HeaderMap,
+    uri: &http::Uri,
+    pick: impl Fn(&Binding) -> bool + Copy,
+) -> Option<&'s Arc<Binding>> {
+    for value in headers.values() {
+        let found = secrets.dummy_in(value.as_bytes(), pick).or_else(|| {
+            basic_credentials(value).and_then(|c| secrets.dummy_in(c.as_bytes(), pick))
+        });
+        if found.is_some() {
+            return found;
+        }
+    }
+    let pq = uri.path_and_query()?.as_str();
+    secrets.dummy_in(pq.as_bytes(), pick).or_else(|| {
+        let decoded = percent_decode_str(pq).decode_utf8_lossy();
+        secrets.dummy_in(decoded.as_bytes(), pick)
     })
 }

@@ -7,7 +7,7 @@ use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
-use super::inspect::{basic_credentials, in_headers, in_query};
+use super::inspect::{basic_credentials, in_headers, in_query, in_value};
 use super::{Addon, FlowContext, Refuse};
 use crate::secrets::Binding;
 
@@ -106,7 +106,14 @@ fn is_credential_header(name: &HeaderName, secret_header: &HeaderName) -> bool {
 /// becomes the only value; in any other header (e.g. split `cookie` headers) the other
 /// values are kept as they are.
 pub fn swap_headers(headers: &mut HeaderMap, secret_header: &HeaderName, dummy: &str, real: &str) {
-    let names: Vec<HeaderName> = headers.keys().cloned().collect();
+    // Only the headers that hold the dummy are rebuilt (usually one of a dozen or more).
+    let finder = memchr::memmem::Finder::new(dummy.as_bytes());
+    let mut names: Vec<HeaderName> = Vec::new();
+    for (name, value) in headers.iter() {
+        if !names.contains(name) && in_value(&finder, value) {
+            names.push(name.clone());
+        }
+    }
     for name in names {
         let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
         let swapped: Vec<Option<HeaderValue>> =

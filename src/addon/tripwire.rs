@@ -5,7 +5,7 @@
 
 use http::StatusCode;
 
-use super::inspect::{in_headers, in_url};
+use super::inspect::dummy_carried;
 use super::{Addon, FlowContext, Refuse};
 
 /// The tripwire addon.
@@ -22,11 +22,10 @@ impl Addon for Tripwire {
         flow: &mut FlowContext,
         req: &mut http::request::Parts,
     ) -> Result<(), Refuse> {
-        let tripped = flow
-            .secrets
-            .iter()
-            .filter(|b| !b.is_bound_to(&flow.host, flow.port))
-            .find(|b| in_headers(&req.headers, &b.dummy) || in_url(&req.uri, &b.dummy));
+        let (host, port) = (&flow.host, flow.port);
+        let tripped = dummy_carried(&flow.secrets, &req.headers, &req.uri, |b| {
+            !b.is_bound_to(host, port)
+        });
         let Some(binding) = tripped else {
             return Ok(());
         };

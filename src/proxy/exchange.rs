@@ -77,7 +77,7 @@ pub async fn handle(
     }
     if !flow.swapped.is_empty() {
         event.secret = Some(flow.swapped.join(","));
-        tracing::info!(client = %conn.client, "{what}: swapped {}", flow.swapped.join(","));
+        tracing::debug!(client = %conn.client, "{what}: swapped {}", flow.swapped.join(","));
     }
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
     let upgrade = upgrade_request(&parts.headers, parts.version)

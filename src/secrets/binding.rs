@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use http::{HeaderName, Method};
 
 use super::store::{SecretStore, StoreError};
@@ -60,6 +61,9 @@ impl Binding {
 #[derive(Debug, Clone, Default)]
 pub struct SecretSet {
     bindings: Vec<Arc<Binding>>,
+    /// Every dummy in one automaton (pattern i is `bindings[i]`): finding which dummies a
+    /// header value holds is one pass, however many secrets are registered.
+    dummies: Option<AhoCorasick>,
 }
 
 /// What loading found missing: a registered secret with no value in the keyring.
@@ -72,8 +76,32 @@ pub struct Missing {
 impl SecretSet {
     /// A set from bindings whose values are already filled in (tests, reloads).
     pub fn new(bindings: Vec<Binding>) -> SecretSet {
+        let dummies = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .build(bindings.iter().map(|b| b.dummy.as_bytes()))
+            .ok();
         SecretSet {
             bindings: bindings.into_iter().map(Arc::new).collect(),
+            dummies,
+        }
+    }
+
+    /// The first binding accepted by `pick` whose dummy occurs in `haystack`.
+    pub fn dummy_in(
+        &self,
+        haystack: &[u8],
+        pick: impl Fn(&Binding) -> bool,
+    ) -> Option<&Arc<Binding>> {
+        match &self.dummies {
+            Some(automaton) => automaton
+                .find_overlapping_iter(haystack)
+                .map(|m| &self.bindings[m.pattern().as_usize()])
+                .find(|b| pick(b)),
+            // Only when the automaton could not be built (never seen): one search each.
+            None => self
+                .bindings
+                .iter()
+                .find(|b| pick(b) && memchr::memmem::find(haystack, b.dummy.as_bytes()).is_some()),
         }
     }
 
