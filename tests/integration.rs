@@ -19,6 +19,8 @@ mod clients;
 mod faults;
 #[path = "integration/forward.rs"]
 mod forward;
+#[path = "integration/hardening.rs"]
+mod hardening;
 #[path = "integration/hostile.rs"]
 mod hostile;
 #[path = "integration/inject.rs"]

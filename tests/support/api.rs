@@ -109,8 +109,9 @@ impl ApiUpstream {
         ApiUpstream::with_config(pki.server_config(names), alpn).await
     }
 
-    /// An upstream presenting the certificate of `config`, offering `alpn`.
-    async fn with_config(config: Arc<ServerConfig>, alpn: Alpn) -> ApiUpstream {
+    /// An upstream presenting the certificate of `config` (e.g.
+    /// [`TestPki::expired_server_config`]), offering `alpn`.
+    pub async fn with_config(config: Arc<ServerConfig>, alpn: Alpn) -> ApiUpstream {
         trace::install();
         let mut config = (*config).clone();
         config.alpn_protocols = match alpn {

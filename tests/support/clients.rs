@@ -75,6 +75,20 @@ pub fn python() -> Option<PathBuf> {
     )
 }
 
+/// The venv's Python when it also has the `h2` package (for tests/clients/h2flood.py).
+pub fn python_h2() -> Option<PathBuf> {
+    let python = python()?;
+    let found = Command::new(&python)
+        .args(["-c", "import h2, hpack, hyperframe"])
+        .env_clear()
+        .status()
+        .is_ok_and(|s| s.success());
+    present(
+        "the Python h2 package (tests/clients/.venv)",
+        found.then_some(python),
+    )
+}
+
 /// Node's major version, when node runs and undici is in tests/clients/node_modules.
 pub fn node() -> Option<u32> {
     let undici = Path::new(DIR).join("node_modules/undici/package.json");

@@ -1,15 +1,16 @@
 //! Shared helpers of the integration tests: a test PKI, fake upstreams on 127.0.0.1:0
-//! (plain, TLS, and a recording TLS API with h2), an in-process proxy launcher with its
-//! audit events (and, for interception, its CA and secrets), clients that speak to the
-//! proxy over real sockets (also through intercepted TLS, HTTP/1.1 or h2, and
-//! WebSocket), the trace capture and leak check, and helpers to run the built `keygate`
-//! binary.
+//! (plain, TLS, a recording TLS API with h2, and one that dies mid-response), an
+//! in-process proxy launcher with its audit events (and, for interception, its CA and
+//! secrets), clients that speak to the proxy over real sockets (also through intercepted
+//! TLS, HTTP/1.1 or h2, and WebSocket), the trace capture and leak check, and helpers to
+//! run the built `keygate` binary.
 //!
 //! Every socket here is on 127.0.0.1. Names the tests use (`api.test.example`,
 //! `api.demo.test`, ...) are reserved (RFC 2606) and always pinned to a local address
 //! with a resolve rule, so no test ever makes a DNS query or a connection beyond the
 //! loopback interface.
 
+pub mod abrupt;
 pub mod api;
 pub mod bin;
 pub mod body;

@@ -1,6 +1,6 @@
 //! A test PKI minted with rcgen: a root CA of its own (never keygate's) and leaf
-//! certificates for the fake upstreams, so a client can verify an upstream's own
-//! certificate through a keygate tunnel.
+//! certificates for the fake upstreams (also an expired one), so a client can verify an
+//! upstream's own certificate through a keygate tunnel.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,6 +62,16 @@ impl TestPki {
     /// A server configuration presenting a leaf for `names` (DNS names or IP literals,
     /// all in the SAN), issued by this root.
     pub fn server_config(&self, names: &[&str]) -> Arc<ServerConfig> {
+        self.leaf_config(names, false)
+    }
+
+    /// [`TestPki::server_config`] with a leaf that expired long ago (valid through 2020
+    /// only), otherwise correct: right names, right issuer.
+    pub fn expired_server_config(&self, names: &[&str]) -> Arc<ServerConfig> {
+        self.leaf_config(names, true)
+    }
+
+    fn leaf_config(&self, names: &[&str], expired: bool) -> Arc<ServerConfig> {
         let key = KeyPair::generate().expect("leaf key");
         let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(sans).expect("leaf params");
@@ -70,6 +80,10 @@ impl TestPki {
         params.distinguished_name = dn;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
         let leaf = params.signed_by(&key, &self.issuer).expect("leaf");
         let chain = vec![leaf.der().clone(), self.root_der.clone()];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));

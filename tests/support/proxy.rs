@@ -266,18 +266,24 @@ impl TestProxy {
         self.sink.events()
     }
 
-    /// Waits (bounded) for an audit event of `kind` for which `pred` holds.
-    pub async fn event(&self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    /// Waits (bounded) until `n` audit events of `kind` satisfy `pred`; returns them all.
+    pub async fn events_n(
+        &self,
+        kind: &str,
+        n: usize,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
         let mut writes = self.sink.writes.subscribe();
         let found = tokio::time::timeout(WAIT, async {
             loop {
-                if let Some(e) = self
+                let found: Vec<Value> = self
                     .sink
                     .events()
                     .into_iter()
-                    .find(|e| e["kind"] == kind && pred(e))
-                {
-                    return e;
+                    .filter(|e| e["kind"] == kind && pred(e))
+                    .collect();
+                if found.len() >= n {
+                    return found;
                 }
                 writes.changed().await.expect("audit sink");
             }
@@ -285,11 +291,16 @@ impl TestProxy {
         .await;
         found.unwrap_or_else(|_| {
             panic!(
-                "no matching `{kind}` audit event within {}s; events: {:#?}",
+                "fewer than {n} matching `{kind}` audit events within {}s; events: {:#?}",
                 WAIT.as_secs(),
                 self.events()
             )
         })
+    }
+
+    /// Waits (bounded) for an audit event of `kind` for which `pred` holds.
+    pub async fn event(&self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.events_n(kind, 1, pred).await.swap_remove(0)
     }
 }
 
