@@ -8,6 +8,7 @@
 #   benches/e2e.sh --smoke    seconds: a tiny run of every scenario (debug build); exits
 #                             non-zero when any scenario fails
 #   benches/e2e.sh --profile  perf profile of keygate under the c=32 intercepted load
+#   benches/e2e.sh --memory   keygate's RSS figures only (idle, per idle connection)
 #   benches/e2e.sh --install  only install what the chosen mode needs (CI runs this while
 #                             the machine's proxy settings still apply, pip may need them)
 #
@@ -26,12 +27,13 @@ case "${1:-}" in
   --smoke) MODE=smoke ;;
   --profile) MODE=profile ;;
   --install) MODE=install ;;
+  --memory) MODE=memory ;;
   -h | --help)
-    sed -n '2,20p' "$0"
+    sed -n '2,22p' "$0"
     exit 0
     ;;
   *)
-    echo "usage: $0 [--smoke | --profile | --install]" >&2
+    echo "usage: $0 [--smoke | --profile | --memory | --install]" >&2
     exit 2
     ;;
 esac
@@ -49,7 +51,7 @@ SCENARIOS=(direct intercept tunnel mitmdump)
 oha_installed() { [ -x "$OHA" ] && "$OHA" --version 2>/dev/null | grep -qF "$OHA_VERSION"; }
 LOADGEN="${E2E_LOADGEN:-}"
 if [ -z "$LOADGEN" ]; then
-  if [ "$MODE" = full ] || [ "$MODE" = profile ] || oha_installed; then LOADGEN=oha; else LOADGEN=hey; fi
+  if [ "$MODE" = full ] || [ "$MODE" = profile ] || [ "$MODE" = memory ] || oha_installed; then LOADGEN=oha; else LOADGEN=hey; fi
 fi
 case "$LOADGEN" in
   oha | hey) ;;
@@ -64,6 +66,8 @@ if [ "$MODE" = full ]; then
   SSE_N=200 SSE_HOLD_MS=20 IDLE_N=1000 WARMUP_N=500
 elif [ "$MODE" = profile ]; then
   RELEASE=1 ROUNDS=1 DURATION="${E2E_DURATION:-10s}" WARMUP_N=500
+elif [ "$MODE" = memory ]; then
+  RELEASE=1 IDLE_N=1000
 else
   RELEASE="${E2E_RELEASE:-0}" ROUNDS=1 DURATION=""
   SSE_N=3 SSE_HOLD_MS=5 IDLE_N=20 WARMUP_N=4
@@ -446,6 +450,14 @@ main() {
   if [ "$MODE" = profile ]; then
     cat "$WORK/pki/root.pem" "$KEYGATE_HOME/ca/keygate-ca.pem" >"$BUNDLE"
     profile
+    return
+  fi
+  if [ "$MODE" = memory ]; then
+    cat "$WORK/pki/root.pem" "$KEYGATE_HOME/ca/keygate-ca.pem" >"$BUNDLE"
+    printf 'keygate RSS at idle: %s kB\n' "$(rss_kib "$KG_PID")"
+    measure_idle intercept "$KG_PID"
+    printf 'keygate RSS per idle intercepted connection (%s connections): %s KB\n' "$IDLE_N" \
+      "$(awk -F'\t' '$2 == "rss_conn" { print $4 }' "$TSV")"
     return
   fi
   start_mitmdump

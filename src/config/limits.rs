@@ -98,6 +98,19 @@ impl FromStr for Span {
     }
 }
 
+/// Written as the config spells it: `500ms`, `30s`, `10m`, `1h`.
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        match ms {
+            _ if ms.is_multiple_of(3_600_000) => write!(f, "{}h", ms / 3_600_000),
+            _ if ms.is_multiple_of(60_000) => write!(f, "{}m", ms / 60_000),
+            _ if ms.is_multiple_of(1_000) => write!(f, "{}s", ms / 1_000),
+            _ => write!(f, "{ms}ms"),
+        }
+    }
+}
+
 /// A positive count, bounded by `MAX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Count<const MAX: u64>(pub u64);
@@ -185,6 +198,9 @@ mod tests {
         assert_eq!("30".parse::<Span>().unwrap().0, Duration::from_secs(30));
         assert_eq!("10m".parse::<Span>().unwrap().0, Duration::from_secs(600));
         assert_eq!(" 1h ".parse::<Span>().unwrap().0, Duration::from_secs(3600));
+        for text in ["300ms", "1500ms", "30s", "10m", "90s", "1h", "25h"] {
+            assert_eq!(text.parse::<Span>().unwrap().to_string(), text);
+        }
         assert!(
             "0s".parse::<Span>()
                 .unwrap_err()

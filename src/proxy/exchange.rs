@@ -21,6 +21,7 @@ use super::respond::ProxyError;
 use super::{Body, BoxError, ClientInfo, Generation, Proxy};
 use crate::addon::FlowContext;
 use crate::audit::{Event, Kind, Verdict, path_without_query};
+use crate::config::limits::Span;
 use crate::policy::Host;
 
 /// An intercepted connection: who, and the CONNECT host every request must name.
@@ -100,8 +101,8 @@ pub async fn handle(
         Ok(Err(e)) => return Ok(fail(&flow_record, upstream_error(&e), &what)),
         Err(_) => {
             let err = ProxyError::Timeout(format!(
-                "no response head within {}s",
-                limits.response_timeout.as_secs()
+                "no response head within {} (limits.response_timeout)",
+                Span(limits.response_timeout)
             ));
             return Ok(fail(&flow_record, err, &what));
         }

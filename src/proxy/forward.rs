@@ -19,6 +19,7 @@ use super::upstream::ConnectError;
 use super::{Body, BoxError, ClientInfo, Proxy};
 use crate::addon::FlowContext;
 use crate::audit::{Event, Kind, Verdict, path_without_query};
+use crate::config::limits::Span;
 use crate::policy::{Host, parse_authority};
 
 /// Forwards one absolute-form request.
@@ -75,8 +76,10 @@ pub async fn handle(
         Ok(Ok(response)) => response,
         Ok(Err(e)) => return fail(&proxy, &flow, upstream_error(&e), &what),
         Err(_) => {
-            let err =
-                ProxyError::Timeout(format!("no response head within {}s", timeout.as_secs()));
+            let err = ProxyError::Timeout(format!(
+                "no response head within {} (limits.response_timeout)",
+                Span(timeout)
+            ));
             return fail(&proxy, &flow, err, &what);
         }
     };

@@ -15,6 +15,7 @@ use super::exchange::{self, Intercepted};
 use super::tunnel::{Hello, check_hello};
 use super::{ClientInfo, Generation, Proxy};
 use crate::audit::{Event, Kind, Verdict};
+use crate::config::limits::Span;
 use crate::policy::Host;
 
 /// Terminates TLS on an upgraded CONNECT and serves its requests until it closes.
@@ -43,7 +44,13 @@ pub async fn run(
     let start = match tokio::time::timeout(limits.handshake_timeout, acceptor).await {
         Ok(Ok(start)) => start,
         Ok(Err(e)) => return deny("bad-tls", format!("not a TLS ClientHello: {e}")),
-        Err(_) => return deny("bad-tls", "no ClientHello in time".into()),
+        Err(_) => {
+            let why = format!(
+                "no ClientHello within {} (limits.handshake_timeout)",
+                Span(limits.handshake_timeout)
+            );
+            return deny("bad-tls", why);
+        }
     };
     let sni = start.client_hello().server_name().map(str::to_string);
     if let Some((code, why)) = check_hello(&Hello::Tls { sni }, &host) {
@@ -66,7 +73,13 @@ pub async fn run(
             );
             return deny("client-tls", why);
         }
-        Err(_) => return deny("client-tls", "TLS handshake timed out".into()),
+        Err(_) => {
+            let why = format!(
+                "the TLS handshake did not finish within {} (limits.handshake_timeout)",
+                Span(limits.handshake_timeout)
+            );
+            return deny("client-tls", why);
+        }
     };
     serve(
         proxy.clone(),

@@ -92,6 +92,7 @@ impl<B> Metered<B> {
 impl<B> Body for Metered<B>
 where
     B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
 {
     type Data = Bytes;
     type Error = B::Error;
@@ -101,14 +102,32 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            let counter = match self.direction {
-                Direction::Up => &self.flow.up,
-                Direction::Down => &self.flow.down,
-            };
-            counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let counter = match self.direction {
+                        Direction::Up => &self.flow.up,
+                        Direction::Down => &self.flow.down,
+                    };
+                    counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                // A body cut short (upstream reset, client gone) is allowed traffic that
+                // did not complete: the audit says so instead of a bare status 200.
+                let which = match self.direction {
+                    Direction::Up => "the request body",
+                    Direction::Down => "the response body",
+                };
+                let reason = format!("{which} ended early: {e}");
+                self.flow.update(|event| {
+                    event.reason = Some(match event.reason.take() {
+                        Some(before) => format!("{before}; {reason}"),
+                        None => reason,
+                    });
+                });
+            }
+            _ => {}
         }
         polled
     }

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use super::idle::Activity;
 use super::{ClientInfo, Proxy};
 use crate::audit::{Event, Kind, Verdict};
+use crate::config::limits::Span;
 use crate::policy::Host;
 
 /// Largest ClientHello keygate reads before giving up (post-quantum key shares make
@@ -120,8 +121,8 @@ pub async fn run(
         Ok(Err(e)) => (Hello::Malformed(e.to_string()), Vec::new()),
         Err(_) => (
             Hello::Malformed(format!(
-                "no ClientHello within {}s",
-                limits.handshake_timeout.as_secs()
+                "no ClientHello within {} (limits.handshake_timeout)",
+                Span(limits.handshake_timeout)
             )),
             Vec::new(),
         ),
@@ -146,8 +147,8 @@ pub async fn run(
         outcome = copied => outcome,
         () = grace_expired(&proxy) => Err(std::io::Error::other("closed by shutdown")),
         () = activity.expired(limits.idle_timeout) => Err(std::io::Error::other(format!(
-            "closed after {}s without traffic (limits.idle_timeout)",
-            limits.idle_timeout.as_secs()
+            "closed after {} without traffic (limits.idle_timeout)",
+            Span(limits.idle_timeout)
         ))),
     };
     match outcome {

@@ -325,6 +325,12 @@ async fn an_upstream_reset_mid_response_is_an_error_for_the_client_and_keygate_g
     for event in cut {
         let down = event["bytes_down"].as_u64().expect("bytes_down");
         assert!(down < CUT_LENGTH as u64, "{event}");
+        // ... and says the body was cut short (or, if the reset beat the head, the 502).
+        let reason = event["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("response body ended early") || event["status"] == 502,
+            "{event}"
+        );
     }
     assert_no_leak(secret.real(), &proxy, &saw);
 }
