@@ -18,7 +18,8 @@
 # Environment: E2E_DURATION per load run (full: 5s), E2E_ROUNDS (full: 3),
 # E2E_LOADGEN=oha|hey, E2E_RELEASE=1 (release build for --smoke too),
 # E2E_UPSTREAM_THREADS (1), E2E_OUT (the table; default target/e2e/latest.md),
-# MITMPROXY_SPEC (pip requirement for mitmproxy).
+# MITMPROXY_SPEC (pip requirement for mitmproxy), E2E_PROFILE_LOAD=small|down|up (the
+# load --profile samples: c=32 small requests, or 1 MiB responses or uploads).
 set -euo pipefail
 
 MODE=full
@@ -29,7 +30,7 @@ case "${1:-}" in
   --install) MODE=install ;;
   --memory) MODE=memory ;;
   -h | --help)
-    sed -n '2,22p' "$0"
+    sed -n '2,24p' "$0"
     exit 0
     ;;
   *)
@@ -412,25 +413,35 @@ profile() {
   cut -d' ' -f1-3 /proc/loadavg >"$WORK/load.txt"
   route intercept
   load intercept warmup "$WARMUP_N" -c 4 "$URL/small"
-  local secs=${DURATION%s}
-  log "profiling keygate (pid $KG_PID) for $((secs - 1)) s of a ${secs} s c=32 run"
+  local secs=${DURATION%s} figure field what args
+  case "${E2E_PROFILE_LOAD:-small}" in
+    small) figure=rps_c32 field=rps what="c=32 keep-alive GET /small" args=(-c 32 "$URL/small") ;;
+    down) figure=down_1m field=down_mbps what="1 MiB responses, c=4" args=(-c 4 "$URL/bytes/1048576") ;;
+    up)
+      figure=up_1m field=up_mbps_1mib what="1 MiB uploads, c=4"
+      args=(-c 4 -m POST -D "$WORK/1mib.bin" -T application/octet-stream "$URL/upload")
+      ;;
+    *) die "E2E_PROFILE_LOAD must be small, down or up" ;;
+  esac
+  log "profiling keygate (pid $KG_PID) for $((secs - 1)) s of a ${secs} s run: $what"
   perf record -F 499 --call-graph dwarf,16384 -p "$KG_PID" -o "$WORK/perf.data" \
     -- sleep "$((secs - 1))" >"$WORK/perf.log" 2>&1 &
   local perf_pid=$!
-  measure intercept rps_c32 1 rps 64 -c 32 "$URL/small"
+  measure intercept "$figure" 1 "$field" 64 "${args[@]}"
   wait "$perf_pid" || die "perf record failed"
   mkdir -p "$(dirname "$OUT")"
   {
     machine
-    printf -- '- keygate intercepting, c=32 keep-alive: %.0f req/s while sampled; CPU per request: keygate %.1f µs, upstream %.1f µs, load generator %.1f µs\n\n' \
-      "$(awk -F'\t' '$2 == "rps_c32" { print $4 }' "$TSV")" \
-      "$(awk -F'\t' '$2 == "cpu:rps_c32:proxy" { print $4 }' "$TSV")" \
-      "$(awk -F'\t' '$2 == "cpu:rps_c32:upstream" { print $4 }' "$TSV")" \
-      "$(awk -F'\t' '$2 == "cpu:rps_c32:client" { print $4 }' "$TSV")"
+    printf -- '- keygate intercepting, %s: %.0f %s while sampled; CPU per request: keygate %.1f µs, upstream %.1f µs, load generator %.1f µs\n\n' \
+      "$what" "$(awk -F'\t' -v f="$figure" '$2 == f { print $4 }' "$TSV")" "$field" \
+      "$(awk -F'\t' -v f="cpu:$figure:proxy" '$2 == f { print $4 }' "$TSV")" \
+      "$(awk -F'\t' -v f="cpu:$figure:upstream" '$2 == f { print $4 }' "$TSV")" \
+      "$(awk -F'\t' -v f="cpu:$figure:client" '$2 == f { print $4 }' "$TSV")"
     perf script -i "$WORK/perf.data" -F comm,tid,ip,sym 2>/dev/null | python3 "$BENCH/perf_summary.py"
   } >"${OUT%.md}-profile.md"
+  cp "$WORK/perf.data" "${OUT%.md}-perf.data"
   cat "${OUT%.md}-profile.md"
-  log "profile written to ${OUT%.md}-profile.md"
+  log "profile written to ${OUT%.md}-profile.md (perf report -i ${OUT%.md}-perf.data for more)"
 }
 
 main() {
