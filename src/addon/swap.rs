@@ -79,19 +79,34 @@ fn missing(binding: &Binding) -> Refuse {
 
 /// The value with the dummy replaced, or `None` when it holds no dummy.
 fn swap_value(value: &HeaderValue, dummy: &str, real: &str) -> Option<HeaderValue> {
-    let text = value.to_str().ok();
-    if let Some(text) = text.filter(|t| t.contains(dummy)) {
-        return sensitive(&text.replace(dummy, real));
+    // On the bytes: a value with obs-text (bytes >= 0x80) is no &str but may hold the
+    // dummy all the same (found by fuzz/swap).
+    let bytes = value.as_bytes();
+    if memchr::memmem::find(bytes, dummy.as_bytes()).is_some() {
+        return sensitive(&replace_bytes(bytes, dummy.as_bytes(), real.as_bytes()));
     }
     let credentials = basic_credentials(value).filter(|c| c.contains(dummy))?;
     let encoded =
         base64::engine::general_purpose::STANDARD.encode(credentials.replace(dummy, real));
-    sensitive(&format!("Basic {encoded}"))
+    sensitive(format!("Basic {encoded}").as_bytes())
+}
+
+/// `haystack` with every (non-overlapping) `needle` replaced by `with`.
+fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len() + with.len());
+    let mut last = 0;
+    for at in memchr::memmem::find_iter(haystack, needle) {
+        out.extend_from_slice(&haystack[last..at]);
+        out.extend_from_slice(with);
+        last = at + needle.len();
+    }
+    out.extend_from_slice(&haystack[last..]);
+    out
 }
 
 /// A header value marked sensitive (HTTP/2 never puts it in a compression table).
-fn sensitive(text: &str) -> Option<HeaderValue> {
-    let mut value = HeaderValue::from_str(text).ok()?;
+fn sensitive(bytes: &[u8]) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_bytes(bytes).ok()?;
     value.set_sensitive(true);
     Some(value)
 }
@@ -192,6 +207,21 @@ mod tests {
             cookies,
             vec!["session=abc", &format!("api_key={REAL}"), "theme=dark"]
         );
+    }
+
+    #[test]
+    fn swaps_in_a_value_that_is_not_visible_ascii() {
+        // Found by fuzz/swap: obs-text (here UTF-8 "é") made the value no &str, and the
+        // dummy in it was left in place although the request was recorded as swapped.
+        let mut h = HeaderMap::new();
+        let value = format!("caf\u{e9} {DUMMY}");
+        h.insert("x-note", HeaderValue::from_bytes(value.as_bytes()).unwrap());
+        swap_headers(&mut h, &HeaderName::from_static("x-api-key"), DUMMY, REAL);
+        assert_eq!(
+            h["x-note"].as_bytes(),
+            format!("caf\u{e9} {REAL}").as_bytes()
+        );
+        assert!(h["x-note"].is_sensitive());
     }
 
     #[test]

@@ -69,6 +69,9 @@ impl Default for Limits {
     }
 }
 
+/// The longest timeout accepted: 30 days.
+pub const MAX_SPAN: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// A duration written `500ms`, `30s`, `10m` or `1h` (a bare number is seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span(pub Duration);
@@ -85,14 +88,24 @@ impl FromStr for Span {
             .parse()
             .map_err(|_| format!("`{s}` is not a duration; write e.g. 500ms, 30s, 10m or 1h"))?;
         let duration = match unit.trim() {
-            "ms" => Duration::from_millis(n),
-            "" | "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
+            "ms" => Some(Duration::from_millis(n)),
+            "" | "s" => Some(Duration::from_secs(n)),
+            // Checked (found by fuzz/config): enough minutes or hours overflow u64 seconds,
+            // a panic in a debug build and a silently wrapped timeout in a release build.
+            "m" => n.checked_mul(60).map(Duration::from_secs),
+            "h" => n.checked_mul(3600).map(Duration::from_secs),
             other => return Err(format!("`{s}`: unknown unit `{other}` (use ms, s, m or h)")),
-        };
+        }
+        .ok_or_else(|| format!("`{s}` is too long a duration; write e.g. 10m or 1h"))?;
         if duration.is_zero() {
             return Err(format!("`{s}`: a timeout must be longer than zero"));
+        }
+        if duration > MAX_SPAN {
+            // Timers add the span to the current instant; a bound keeps that sum (in
+            // hyper and tokio alike) far from overflowing.
+            return Err(format!(
+                "`{s}` is longer than the longest timeout keygate takes (720h, 30 days)"
+            ));
         }
         Ok(Span(duration))
     }
@@ -218,6 +231,26 @@ mod tests {
                 .unwrap_err()
                 .contains("not a duration")
         );
+    }
+
+    #[test]
+    fn a_duration_past_the_clock_is_an_error_not_a_panic() {
+        for text in [
+            "307445734561825861m",
+            "5124095576030432h",
+            "99999999999999999999h",
+        ] {
+            let err = text.parse::<Span>().unwrap_err();
+            assert!(
+                err.contains("too long") || err.contains("not a duration"),
+                "{text}: {err}"
+            );
+        }
+        assert_eq!("720h".parse::<Span>().unwrap().0, MAX_SPAN);
+        for text in ["721h", "43201m", "307445734561825860m"] {
+            let err = text.parse::<Span>().unwrap_err();
+            assert!(err.contains("720h"), "{text}: {err}");
+        }
     }
 
     #[test]
