@@ -1,6 +1,6 @@
 //! TLS configuration: per-host server configs for intercepted connections (leaves
 //! minted on demand, cached in a bounded LRU) and the upstream client config (always
-//! verified: the platform verifier with system + webpki roots, plus `upstream.ca`).
+//! verified: rustls' WebPKI verifier with the system's roots plus `upstream.ca`).
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -36,6 +36,11 @@ pub enum TlsSetupError {
         /// What is wrong with it.
         what: String,
     },
+    /// Neither the system nor `upstream.ca` gives a root certificate to verify against.
+    #[error(
+        "no trusted root certificates: install the system's CA certificates (Debian: ca-certificates) or set upstream.ca"
+    )]
+    NoRoots,
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
@@ -127,19 +132,23 @@ pub fn client_config(
     alpn: &[&[u8]],
 ) -> Result<Arc<ClientConfig>, TlsSetupError> {
     let provider = provider();
-    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(
-        extra_roots.iter().cloned(),
+    // The system's trust store plus `upstream.ca`, checked by rustls' WebPKI verifier
+    // (chain, validity dates, the SNI name): the only verifier keygate ever installs.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    roots.add_parsable_certificates(extra_roots.iter().cloned());
+    if roots.is_empty() {
+        return Err(TlsSetupError::NoRoots);
+    }
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
         provider.clone(),
-    )?;
-    // SECURITY: `dangerous()` is rustls' only door for installing a verifier other than
-    // its built-in webpki one; it is used here exactly as rustls-platform-verifier's own
-    // `with_platform_verifier()` does, to install the platform verifier (OS trust store,
-    // webpki roots, plus `upstream.ca`). Every upstream certificate is still verified
-    // for the SNI host; there is no code path that skips it.
+    )
+    .build()
+    .map_err(|e| TlsSetupError::Rustls(rustls::Error::General(e.to_string())))?;
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_webpki_verifier(verifier)
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
