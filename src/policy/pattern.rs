@@ -228,12 +228,18 @@ impl HostPattern {
         }
     }
 
-    /// Address comparison; IPv4-mapped IPv6 compares as IPv4.
+    /// Address comparison; IPv4-mapped IPv6 compares as IPv4, and an IPv6 block that
+    /// holds mapped addresses (`::ffff:10.0.0.0/104`) covers the IPv4 addresses they map.
     fn matches_addr(&self, ip: IpAddr) -> bool {
         let canonical = ip.to_canonical();
         match &self.host {
             HostMatch::Ip(a) => *a == canonical,
-            HostMatch::Net(net) => net.contains(&canonical) || net.contains(&ip),
+            HostMatch::Net(net) => {
+                net.contains(&canonical)
+                    || net.contains(&ip)
+                    || matches!(canonical, IpAddr::V4(v4)
+                        if net.contains(&IpAddr::V6(v4.to_ipv6_mapped())))
+            }
             HostMatch::Exact(_) | HostMatch::Subdomains(_) | HostMatch::Domain(_) => false,
         }
     }
@@ -566,6 +572,12 @@ mod tests {
             ("[FD00::/8]:*", "fd00::abcd", 22, true),
             ("2001:db8::/32", "2001:db8:ffff::1", 80, true),
             ("2001:db8::/32", "2001:db9::1", 80, false),
+            // IPv6 blocks of IPv4-mapped addresses cover those IPv4 addresses
+            ("::ffff:10.0.0.0/104", "10.1.2.3", 443, true),
+            ("::ffff:10.0.0.0/104", "::ffff:10.1.2.3", 443, true),
+            ("::ffff:10.0.0.0/104", "11.0.0.1", 443, false),
+            ("::ffff:0:0/96", "192.168.1.1", 443, true),
+            ("::/0", "8.8.8.8", 443, true),
         ];
         assert!(cases.len() >= 50, "only {} cases", cases.len());
         for &(p, h, port, want) in cases {
@@ -585,6 +597,8 @@ mod tests {
         assert!(pat("[::1]:443").matches_ip(ip("::1"), 443));
         assert!(pat("fd00::/8").matches_ip(ip("fd00::1"), 80));
         assert!(pat("::ffff:0:0/96").matches_ip(ip("::ffff:10.0.0.1"), 80));
+        assert!(pat("::ffff:10.0.0.0/104").matches_ip(ip("10.0.0.1"), 80));
+        assert!(!pat("::ffff:10.0.0.0/104").matches_ip(ip("10.0.0.1"), 22));
         // Name patterns never cover an address.
         assert!(!pat("localhost").matches_ip(ip("127.0.0.1"), 443));
         assert!(!pat(".example.com:*").matches_ip(ip("10.0.0.1"), 443));
