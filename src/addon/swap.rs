@@ -150,21 +150,66 @@ pub fn swap_headers(headers: &mut HeaderMap, secret_header: &HeaderName, dummy: 
     }
 }
 
-/// The URI with the dummy replaced in the query (percent-encoding the real value).
+/// The URI with the dummy replaced in the query (percent-encoding the real value),
+/// whether the client wrote the dummy as is or percent-encoded, wholly or in part
+/// (`keygate%2Ddummy…`): the places [`in_query`] finds it. The rest of the query is
+/// kept byte for byte.
 pub fn swap_query(uri: &Uri, dummy: &str, real: &str) -> Uri {
     let Some(query) = uri.query() else {
         return uri.clone();
     };
     let encoded: String = utf8_percent_encode(real, QUERY).collect();
-    let new_pq = format!("{}?{}", uri.path(), query.replace(dummy, &encoded));
+    let query = replace_decoded(query.as_bytes(), dummy.as_bytes(), encoded.as_bytes());
+    let mut pq = Vec::with_capacity(uri.path().len() + 1 + query.len());
+    pq.extend_from_slice(uri.path().as_bytes());
+    pq.push(b'?');
+    pq.extend_from_slice(&query);
     let mut parts = uri.clone().into_parts();
-    match new_pq.parse() {
+    match http::uri::PathAndQuery::try_from(pq.as_slice()) {
         Ok(pq) => {
             parts.path_and_query = Some(pq);
             Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
         }
         Err(_) => uri.clone(),
     }
+}
+
+/// `raw` with every stretch whose percent-decoding is `needle` replaced by `with`
+/// (a plain occurrence decodes to itself). Escapes are decoded one byte each and never
+/// split, and bytes outside a match are copied unchanged.
+fn replace_decoded(raw: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    // decoded[i] came from raw[start[i]..start[i + 1]].
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut start = Vec::with_capacity(raw.len() + 1);
+    let mut i = 0;
+    while i < raw.len() {
+        start.push(i);
+        let escape = (raw[i] == b'%')
+            .then(|| raw.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escape {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(raw[i]);
+                i += 1;
+            }
+        }
+    }
+    start.push(raw.len());
+    let mut out = Vec::with_capacity(raw.len() + with.len());
+    let mut last = 0;
+    for at in memchr::memmem::find_iter(&decoded, needle) {
+        out.extend_from_slice(&raw[last..start[at]]);
+        out.extend_from_slice(with);
+        last = start[at + needle.len()];
+    }
+    out.extend_from_slice(&raw[last..]);
+    out
 }
 
 #[cfg(test)]
@@ -238,6 +283,27 @@ mod tests {
         );
         let decoded = basic_credentials(&h["authorization"]).unwrap();
         assert_eq!(decoded, format!("x-access-token:{REAL}"));
+    }
+
+    #[test]
+    fn swaps_a_percent_encoded_dummy_in_the_query() {
+        let encoded: String = DUMMY.bytes().map(|b| format!("%{b:02X}")).collect();
+        let half = format!("{}{}", &DUMMY[..4], &encoded[12..]);
+        for (written, label) in [(encoded.clone(), "all encoded"), (half, "half encoded")] {
+            let uri: Uri = format!("/v1?a=%41+b&key={written}&z=%2F").parse().unwrap();
+            let swapped = swap_query(&uri, DUMMY, REAL);
+            assert_eq!(
+                swapped.query(),
+                Some(format!("a=%41+b&key={REAL}&z=%2F").as_str()),
+                "{label}"
+            );
+        }
+        // A bad escape or a lone '%' is kept as it is.
+        let uri: Uri = format!("/v1?x=%zz&key={DUMMY}&y=%").parse().unwrap();
+        assert_eq!(
+            swap_query(&uri, DUMMY, REAL).query(),
+            Some(format!("x=%zz&key={REAL}&y=%").as_str())
+        );
     }
 
     #[test]
