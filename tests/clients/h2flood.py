@@ -15,7 +15,8 @@ CA_PEM with ALPN h2, and then, with the `h2` package (frames it will not send, f
 
 It stops early when the proxy sends GOAWAY, closes or resets the connection, or stops
 reading (a write that blocks for longer than TIMEOUT). Prints one JSON line: what was
-sent, and what the proxy answered (GOAWAY code, response heads, stream resets, close).
+sent, and what the proxy answered (its SETTINGS, GOAWAY code, response heads, stream
+resets, close).
 Everything goes to 127.0.0.1 only: the proxy resolves HOST to a local fake.
 """
 
@@ -46,6 +47,15 @@ TIMEOUT = 6
 SETTLE = 4
 # Frames (or streams) written per socket write.
 BATCH = 32
+# SETTINGS parameters (RFC 9113 §6.5.2) by their names in the report.
+SETTING_NAMES = {
+    SettingsFrame.HEADER_TABLE_SIZE: "header_table_size",
+    SettingsFrame.ENABLE_PUSH: "enable_push",
+    SettingsFrame.MAX_CONCURRENT_STREAMS: "max_concurrent_streams",
+    SettingsFrame.INITIAL_WINDOW_SIZE: "initial_window_size",
+    SettingsFrame.MAX_FRAME_SIZE: "max_frame_size",
+    SettingsFrame.MAX_HEADER_LIST_SIZE: "max_header_list_size",
+}
 
 
 class Observer:
@@ -58,6 +68,8 @@ class Observer:
         self.server_resets = 0
         self.closed = None
         self.settings_to_ack = 0
+        # The server's SETTINGS, by name (`max_concurrent_streams`, …).
+        self.settings = {}
 
     def feed(self, data):
         self.buf += data
@@ -84,6 +96,8 @@ class Observer:
                 self.server_resets += 1
             elif isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
                 self.settings_to_ack += 1
+                for key, value in frame.settings.items():
+                    self.settings[SETTING_NAMES.get(key, str(key))] = value
 
     def done(self):
         return self.closed is not None
@@ -248,6 +262,7 @@ def main():
                 "responses": seen.responses,
                 "server_resets": seen.server_resets,
                 "closed": seen.closed,
+                "settings": seen.settings,
             }
         )
     )

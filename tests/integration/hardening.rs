@@ -115,6 +115,10 @@ async fn h2_rapid_reset_is_cut_off_by_a_goaway_and_forwards_at_most_a_few_reques
     let secret = TestSecret::new(&format!("rapid-{}", unique()), &[FLOOD_HOST]);
     let stack = flood_stack(&secret).await;
     let got = h2flood(&python, &stack.proxy, secret.dummy(), "rapid-reset", 5000).await;
+    // The limits keygate announces (defaults: `limits.h2_max_concurrent_streams`, and
+    // `limits.max_head_bytes` as the header-list size).
+    assert_eq!(got["settings"]["max_concurrent_streams"], 100, "{got}");
+    assert_eq!(got["settings"]["max_header_list_size"], 64 * 1024, "{got}");
     assert_eq!(got["goaway"]["error_code"], ENHANCE_YOUR_CALM, "{got}");
     assert!(
         got["closed"].is_string(),
