@@ -11,6 +11,7 @@ use http::HeaderMap;
 use http::header::HeaderValue;
 use memchr::memmem;
 
+use super::inspect::Needle;
 use super::{Addon, ChunkFilter, FlowContext};
 use crate::secrets::Binding;
 
@@ -173,6 +174,7 @@ fn pairs(bound: &[std::sync::Arc<Binding>]) -> Vec<(&[u8], &[u8])> {
                 .as_ref()
                 .map(|r| (r.expose().as_bytes(), b.dummy.as_bytes()))
         })
+        .filter(|(real, _)| !real.is_empty())
         .collect()
 }
 
@@ -200,10 +202,19 @@ impl Addon for Scrub {
 
     fn on_response_head(&self, flow: &FlowContext, parts: &mut http::response::Parts) {
         let bound = flow.bound();
-        let Some(mut scrubber) = Scrubber::new(&pairs(&bound)) else {
+        let pairs = pairs(&bound);
+        if pairs.is_empty() {
             return;
-        };
-        scrub_headers(&mut parts.headers, &mut scrubber);
+        }
+        // Usually no header holds a value: a plain search (see `Needle`) avoids building
+        // the scrubber's searchers for nothing.
+        let holds_a_value = pairs.iter().any(|(real, _)| {
+            let needle = Needle::new(real);
+            parts.headers.values().any(|v| needle.is_in(v.as_bytes()))
+        });
+        if holds_a_value && let Some(mut scrubber) = Scrubber::new(&pairs) {
+            scrub_headers(&mut parts.headers, &mut scrubber);
+        }
         let same_length = bound
             .iter()
             .filter_map(|b| b.real.as_ref().map(|r| r.expose().len() == b.dummy.len()))
@@ -344,6 +355,37 @@ mod tests {
         scrub_headers(&mut h, &mut s);
         assert_eq!(h["x-echo"], "Bearer sk-dummy-xx");
         assert_eq!(h["x-other"], "fine");
+    }
+
+    #[test]
+    fn the_addon_scrubs_response_headers_that_hold_a_value_and_only_those() {
+        use crate::addon::testing::{self, binding, flow};
+        let flow = flow(vec![binding(false)], true);
+        let response = |headers: &[(&str, String)]| {
+            let mut b = http::Response::builder().header("content-length", "40");
+            for (k, v) in headers {
+                b = b.header(*k, v.as_str());
+            }
+            b.body(()).unwrap().into_parts().0
+        };
+        let mut echoed = response(&[
+            ("x-echo", format!("Bearer {}", testing::REAL)),
+            ("x-other", "plain".into()),
+        ]);
+        Scrub.on_response_head(&flow, &mut echoed);
+        assert_eq!(
+            echoed.headers["x-echo"],
+            format!("Bearer {}", testing::DUMMY).as_str()
+        );
+        assert_eq!(echoed.headers["x-other"], "plain");
+        // The dummy and the real value differ in length: the body length may change.
+        assert!(echoed.headers.get("content-length").is_none());
+
+        let mut clean = response(&[("x-other", "plain".into())]);
+        let before = clean.headers.clone();
+        Scrub.on_response_head(&flow, &mut clean);
+        assert_eq!(clean.headers.get("x-other"), before.get("x-other"));
+        assert!(clean.headers.get("content-length").is_none());
     }
 
     #[test]
