@@ -99,6 +99,12 @@ pub fn check_hello(hello: &Hello, host: &Host) -> Option<(&'static str, String)>
     }
 }
 
+/// Bytes copied per read and write in each direction of a tunnel. tokio's default of
+/// 8 KiB made a 1 MiB download cost keygate 700–950 µs of CPU (256 system calls each
+/// way); 32 KiB costs 440–500 µs (benches/e2e.sh, docs/PERFORMANCE.md), for 48 KiB more
+/// memory per busy tunnel.
+const COPY_BUFFER: usize = 32 * 1024;
+
 /// Runs one tunnel to its end and records it in the audit log.
 pub async fn run(
     proxy: Arc<Proxy>,
@@ -141,7 +147,13 @@ pub async fn run(
     let (mut downstream, mut upstream) = (activity.watch(downstream), activity.watch(upstream));
     let copied = async {
         upstream.write_all(&first_bytes).await?;
-        tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await
+        tokio::io::copy_bidirectional_with_sizes(
+            &mut downstream,
+            &mut upstream,
+            COPY_BUFFER,
+            COPY_BUFFER,
+        )
+        .await
     };
     let outcome = tokio::select! {
         outcome = copied => outcome,
