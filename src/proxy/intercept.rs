@@ -12,6 +12,7 @@ use hyper_util::server::conn::auto;
 use tokio_rustls::LazyConfigAcceptor;
 
 use super::exchange::{self, Intercepted};
+use super::read_ahead::ReadAhead;
 use super::tunnel::{Hello, check_hello};
 use super::{ClientInfo, Generation, Proxy};
 use crate::audit::{Event, Kind, Verdict};
@@ -38,8 +39,10 @@ pub async fn run(
         event.ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         proxy.audit.record(event);
     };
-    let acceptor =
-        LazyConfigAcceptor::new(rustls::server::Acceptor::default(), TokioIo::new(upgraded));
+    let acceptor = LazyConfigAcceptor::new(
+        rustls::server::Acceptor::default(),
+        ReadAhead::new(TokioIo::new(upgraded)),
+    );
     let limits = generation.config.limits;
     let start = match tokio::time::timeout(limits.handshake_timeout, acceptor).await {
         Ok(Ok(start)) => start,
@@ -98,7 +101,7 @@ async fn serve(
     proxy: Arc<Proxy>,
     generation: Arc<Generation>,
     client: ClientInfo,
-    tls: tokio_rustls::server::TlsStream<TokioIo<Upgraded>>,
+    tls: tokio_rustls::server::TlsStream<ReadAhead<TokioIo<Upgraded>>>,
     host: Host,
     port: u16,
 ) {

@@ -14,6 +14,7 @@ pub mod headers;
 pub mod idle;
 pub mod intercept;
 pub mod metered;
+pub mod read_ahead;
 pub mod respond;
 pub mod selftest;
 pub mod server;

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector as RustlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use super::read_ahead::ReadAhead;
 use super::upstream::{ConnectError, Connector, target_of};
 use crate::policy::Host;
 
@@ -56,7 +57,7 @@ impl TlsConnector {
                 ConnectError::BadAddress(format!("{n} is not a valid TLS server name"))
             })?,
         };
-        let handshake = self.tls.connect(name, tcp);
+        let handshake = self.tls.connect(name, ReadAhead::new(tcp));
         let stream = tokio::time::timeout(UPSTREAM_HANDSHAKE_TIMEOUT, handshake)
             .await
             .map_err(|_| ConnectError::Timeout(format!("TLS handshake with {host}:{port}")))?
@@ -92,13 +93,13 @@ fn tls_error(host: &Host, port: u16, e: io::Error) -> ConnectError {
 /// A verified TLS connection to an upstream.
 #[derive(Debug)]
 pub struct UpstreamTls {
-    io: TokioIo<TlsStream<TcpStream>>,
+    io: TokioIo<TlsStream<ReadAhead<TcpStream>>>,
     h2: bool,
 }
 
 impl UpstreamTls {
     /// The tokio stream, for upgraded (WebSocket) bridging.
-    pub fn into_inner(self) -> TlsStream<TcpStream> {
+    pub fn into_inner(self) -> TlsStream<ReadAhead<TcpStream>> {
         self.io.into_inner()
     }
 }
