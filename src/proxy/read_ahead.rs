@@ -7,7 +7,8 @@
 //! socket and no buffer exists, so an idle connection costs nothing more; once a read
 //! fills the caller's buffer completely (more is probably waiting), it reads up to
 //! [`CAPACITY`] bytes at once and hands them out from memory, and it lets the buffer go
-//! again as soon as a read finds the socket drained. Writes pass straight through.
+//! again as soon as a read finds the socket drained or nothing waiting. Writes pass
+//! straight through.
 
 use std::io;
 use std::pin::Pin;
@@ -82,7 +83,15 @@ impl<IO: AsyncRead + Unpin> AsyncRead for ReadAhead<IO> {
         match &mut this.buf {
             Some(buf) => {
                 let mut into = ReadBuf::new(buf);
-                ready!(Pin::new(&mut this.inner).poll_read(cx, &mut into))?;
+                if Pin::new(&mut this.inner)
+                    .poll_read(cx, &mut into)?
+                    .is_pending()
+                {
+                    // Nothing is waiting: the stream stalled or went idle, and the buffer
+                    // is empty, so it goes (an idle connection must not keep 64 KiB).
+                    this.buf = None;
+                    return Poll::Pending;
+                }
                 let got = into.filled().len();
                 this.pos = 0;
                 this.len = got;
@@ -143,6 +152,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ReadAhead<IO> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
@@ -199,6 +210,19 @@ mod tests {
         assert_eq!(rest, 20_000 - 4096);
         // The refill found the socket drained: the buffer is gone once handed out.
         assert!(!r.is_buffering());
+
+        // A message that exactly fills a read starts read-ahead; when nothing follows,
+        // the refill finds nothing waiting and the buffer goes while the stream idles.
+        tx.write_all(&[1u8; 4096]).await.unwrap();
+        assert_eq!(r.read(&mut chunk).await.unwrap(), 4096);
+        assert!(r.is_buffering());
+        let idle = tokio::time::timeout(Duration::from_millis(20), r.read(&mut chunk)).await;
+        assert!(idle.is_err(), "nothing was sent");
+        assert!(!r.is_buffering(), "an idle stream keeps no buffer");
+        // And the next bytes still arrive.
+        tx.write_all(b"next").await.unwrap();
+        assert_eq!(r.read(&mut chunk).await.unwrap(), 4);
+        assert_eq!(&chunk[..4], b"next");
         drop(tx);
         assert_eq!(r.read(&mut chunk).await.unwrap(), 0);
     }
