@@ -297,6 +297,10 @@ mod tests {
                 Some(format!("a=%41+b&key={REAL}&z=%2F").as_str()),
                 "{label}"
             );
+            assert!(
+                in_query(&uri, DUMMY) && !in_query(&swapped, DUMMY),
+                "{label}"
+            );
         }
         // A bad escape or a lone '%' is kept as it is.
         let uri: Uri = format!("/v1?x=%zz&key={DUMMY}&y=%").parse().unwrap();
