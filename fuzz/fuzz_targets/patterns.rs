@@ -183,7 +183,11 @@ fn check_match(p: &HostPattern, host: &Host, host_text: &str, port: u16) {
         (HostMatch::Subdomains(d), Host::Name(n)) => strictly_under(n, d),
         (HostMatch::Domain(d), Host::Name(n)) => n == d || strictly_under(n, d),
         (HostMatch::Ip(a), Host::Ip(b)) => a == b,
-        (HostMatch::Net(net), Host::Ip(b)) => net.contains(b),
+        // An IPv6 block of IPv4-mapped addresses also covers the IPv4 addresses.
+        (HostMatch::Net(net), Host::Ip(b)) => {
+            net.contains(b)
+                || matches!(b, IpAddr::V4(v4) if net.contains(&IpAddr::V6(v4.to_ipv6_mapped())))
+        }
         _ => false,
     };
     assert_eq!(
