@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::config::Config;
+use crate::config::limits::Span;
 use crate::policy::{Host, HostPattern, Policy, Refusal, parse_authority};
 
 /// How long a corporate proxy may take to answer our CONNECT.
@@ -45,8 +46,9 @@ pub enum ConnectError {
         /// The last error.
         source: io::Error,
     },
-    /// DNS + connect took longer than `limits.upstream_connect_timeout`.
-    #[error("connecting to {0} timed out")]
+    /// A step took longer than its limit: DNS + connect (`limits.upstream_connect_timeout`)
+    /// or the TLS handshake (`limits.handshake_timeout`). The text names the step.
+    #[error("{0} timed out")]
     Timeout(String),
     /// The corporate proxy refused or failed the CONNECT.
     #[error("upstream proxy {proxy}: {what}")]
@@ -89,6 +91,12 @@ impl Connector {
         }
     }
 
+    /// How long keygate's own TLS handshake with an upstream may take
+    /// (`limits.handshake_timeout`, the bound on the client side's handshake too).
+    pub fn handshake_timeout(&self) -> Duration {
+        self.inner.config.limits.handshake_timeout
+    }
+
     /// Opens a TCP connection to `host:port` (through the corporate proxy if configured),
     /// enforcing the private-address defence on every resolved address.
     pub async fn connect(&self, host: &Host, port: u16) -> Result<TcpStream, ConnectError> {
@@ -105,7 +113,12 @@ impl Connector {
         };
         tokio::time::timeout(config.limits.upstream_connect_timeout, work)
             .await
-            .map_err(|_| ConnectError::Timeout(target.clone()))?
+            .map_err(|_| {
+                ConnectError::Timeout(format!(
+                    "connecting to {target} (limits.upstream_connect_timeout: {})",
+                    Span(config.limits.upstream_connect_timeout)
+                ))
+            })?
     }
 
     /// Resolves and connects; `check` applies the private-address defence (the

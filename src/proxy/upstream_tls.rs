@@ -8,7 +8,6 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
@@ -21,10 +20,8 @@ use tokio_rustls::client::TlsStream;
 
 use super::read_ahead::ReadAhead;
 use super::upstream::{ConnectError, Connector, target_of};
+use crate::config::limits::Span;
 use crate::policy::Host;
-
-/// How long the upstream TLS handshake may take.
-pub const UPSTREAM_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens verified TLS connections to upstreams.
 #[derive(Clone)]
@@ -58,9 +55,15 @@ impl TlsConnector {
             })?,
         };
         let handshake = self.tls.connect(name, ReadAhead::new(tcp));
-        let stream = tokio::time::timeout(UPSTREAM_HANDSHAKE_TIMEOUT, handshake)
+        let limit = self.tcp.handshake_timeout();
+        let stream = tokio::time::timeout(limit, handshake)
             .await
-            .map_err(|_| ConnectError::Timeout(format!("TLS handshake with {host}:{port}")))?
+            .map_err(|_| {
+                ConnectError::Timeout(format!(
+                    "the TLS handshake with {host}:{port} (limits.handshake_timeout: {})",
+                    Span(limit)
+                ))
+            })?
             .map_err(|e| tls_error(host, port, e))?;
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         Ok(UpstreamTls {

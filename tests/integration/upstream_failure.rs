@@ -1,10 +1,7 @@
 //! Issue 3: when the upstream side of an intercepted request fails (a certificate keygate
 //! refuses, nothing listening, a secret with no value), the client gets a 502 saying
-//! why, nothing is forwarded, and the proxy goes on serving everything else.
-//!
-//! Not covered: the 504 for an upstream that never sends a response head, because
-//! keygate waits 600 s for one (`RESPONSE_HEAD_TIMEOUT`, a constant, generous on
-//! purpose for slow model APIs); a test would have to wait that long.
+//! why, nothing is forwarded, and the proxy goes on serving everything else. The
+//! upstreams that never answer (504s) are in `faults.rs`.
 
 use http::{StatusCode, Version};
 

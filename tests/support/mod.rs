@@ -65,3 +65,48 @@ impl ClosedPort {
         }
     }
 }
+
+/// A loopback port whose connections never complete, like a host that drops every
+/// packet: it listens with the smallest backlog (one connection), a connection of its
+/// own that is never accepted fills it, and the kernel then drops every later SYN, so a
+/// connect waits (retransmitting) until its caller gives up. A silent peer without
+/// leaving the loopback interface.
+pub struct SilentPort {
+    _listener: tokio::net::TcpListener,
+    _filler: tokio::net::TcpStream,
+    /// The address; a connection to it is never established.
+    pub addr: SocketAddr,
+}
+
+impl SilentPort {
+    /// Listens on 127.0.0.1 and fills the accept queue; checks that a further connect
+    /// indeed waits.
+    pub async fn new() -> SilentPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind");
+        let listener = socket.listen(0).expect("listen");
+        let addr = listener.local_addr().expect("local address");
+        let filler = within(
+            "the connection that fills the backlog",
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        .expect("the first connection");
+        let probe = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await;
+        assert!(
+            probe.is_err(),
+            "this kernel completed a connection past a full accept queue: {probe:?}"
+        );
+        SilentPort {
+            _listener: listener,
+            _filler: filler,
+            addr,
+        }
+    }
+}
