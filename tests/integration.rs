@@ -47,3 +47,5 @@ mod streaming;
 mod tunnel;
 #[path = "integration/upstream_failure.rs"]
 mod upstream_failure;
+#[path = "integration/upstream_proxy.rs"]
+mod upstream_proxy;

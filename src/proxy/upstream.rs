@@ -21,9 +21,6 @@ use crate::config::Config;
 use crate::config::limits::Span;
 use crate::policy::{Host, HostPattern, Policy, Refusal, parse_authority};
 
-/// How long a corporate proxy may take to answer our CONNECT.
-pub const PROXY_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Why an upstream connection could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -102,23 +99,30 @@ impl Connector {
     pub async fn connect(&self, host: &Host, port: u16) -> Result<TcpStream, ConnectError> {
         let target = format!("{host}:{port}");
         let config = &self.inner.config;
+        let via = config
+            .upstream_proxy
+            .as_ref()
+            .filter(|_| !matches_any(&config.no_proxy, host, port));
+        // One bound on all of it, the corporate proxy's answer to CONNECT included.
         let work = async {
-            match &config.upstream_proxy {
-                Some(proxy) if !matches_any(&config.no_proxy, host, port) => {
+            match via {
+                Some(proxy) => {
                     let stream = self.direct(&proxy.host, proxy.port, false).await?;
                     via_proxy(stream, &target, &format!("{}:{}", proxy.host, proxy.port)).await
                 }
-                _ => self.direct(host, port, true).await,
+                None => self.direct(host, port, true).await,
             }
         };
-        tokio::time::timeout(config.limits.upstream_connect_timeout, work)
-            .await
-            .map_err(|_| {
-                ConnectError::Timeout(format!(
-                    "connecting to {target} (limits.upstream_connect_timeout: {})",
-                    Span(config.limits.upstream_connect_timeout)
-                ))
-            })?
+        let limit = config.limits.upstream_connect_timeout;
+        tokio::time::timeout(limit, work).await.map_err(|_| {
+            let through = via
+                .map(|p| format!(" through the upstream proxy {}:{}", p.host, p.port))
+                .unwrap_or_default();
+            ConnectError::Timeout(format!(
+                "connecting to {target}{through} (limits.upstream_connect_timeout: {})",
+                Span(limit)
+            ))
+        })?
     }
 
     /// Resolves and connects; `check` applies the private-address defence (the
@@ -237,9 +241,7 @@ async fn via_proxy(
         }
         Ok(parts.io.into_inner())
     };
-    tokio::time::timeout(PROXY_CONNECT_TIMEOUT, work)
-        .await
-        .map_err(|_| fail("no answer to CONNECT in time".into()))?
+    work.await
 }
 
 /// The upstream host and port a pooled request URI names (default port by scheme).

@@ -16,6 +16,7 @@ pub mod bin;
 pub mod body;
 pub mod client;
 pub mod clients;
+pub mod corporate;
 pub mod intercepted;
 pub mod leak;
 pub mod pki;
