@@ -6,6 +6,7 @@ use http::StatusCode;
 
 use super::inspect::{in_headers, in_query};
 use super::{Addon, FlowContext, Refuse};
+use crate::secrets::has_dot_segments;
 
 /// The least-privilege addon.
 #[derive(Debug, Default)]
@@ -39,17 +40,29 @@ impl Addon for LeastPrivilege {
                 || "any".to_string(),
                 |p| p.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "),
             );
+            let dotted = binding.paths.is_some() && has_dot_segments(req.uri.path());
+            let (because, advice) = if dotted {
+                (
+                    ": the path has a dot segment (`.` or `..`, plain or percent-encoded), \
+                     which the upstream could resolve outside the allowed paths",
+                    "Send the path with its dot segments resolved.",
+                )
+            } else {
+                (
+                    "",
+                    "A human can widen `methods` / `paths` of this secret in secrets.yaml.",
+                )
+            };
             return Err(Refuse {
                 status: StatusCode::FORBIDDEN,
                 code: "least-privilege",
                 why: format!(
-                    "secret `{}` may not be used for {} {} (allowed methods: {methods}; paths: {paths})",
+                    "secret `{}` may not be used for {} {}{because} (allowed methods: {methods}; paths: {paths})",
                     binding.name,
                     req.method,
                     req.uri.path()
                 ),
-                advice: "A human can widen `methods` / `paths` of this secret in secrets.yaml."
-                    .into(),
+                advice: advice.into(),
                 alert: false,
             });
         }

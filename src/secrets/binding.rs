@@ -42,6 +42,8 @@ impl Binding {
     }
 
     /// True when `method` and `path` are inside this secret's least-privilege limits.
+    /// With `paths`, a path that has dot segments ([`has_dot_segments`]) is never
+    /// inside them.
     pub fn permits(&self, method: &Method, path: &str) -> bool {
         let method_ok = self.methods.as_ref().is_none_or(|m| m.contains(method));
         let options = glob::MatchOptions {
@@ -49,12 +51,45 @@ impl Binding {
             require_literal_separator: false,
             require_literal_leading_dot: false,
         };
-        let path_ok = self
-            .paths
-            .as_ref()
-            .is_none_or(|p| p.iter().any(|g| g.matches_with(path, options)));
+        let path_ok = self.paths.as_ref().is_none_or(|p| {
+            // SECURITY: the globs see the path as sent, the upstream resolves `..` before
+            // routing: `/v1/messages/../../admin` matches `/v1/messages*` and reaches
+            // `/admin`. Such a path is outside every glob.
+            !has_dot_segments(path) && p.iter().any(|g| g.matches_with(path, options))
+        });
         method_ok && path_ok
     }
+}
+
+/// How many rounds of percent-decoding [`has_dot_segments`] looks through
+/// (`%252e` is `%2e` after one round, `.` after two).
+const DECODE_ROUNDS: usize = 3;
+
+/// True when `path` has a `.` or `..` segment (RFC 3986 §5.2.4) that a server could
+/// resolve: written plainly or percent-encoded (`%2e`, also double-encoded), between
+/// `/`, `\` or their encodings (`%2f`, `%5c`), or with a `;` parameter after it (`..;`,
+/// which Java servers treat as `..`). Dots inside a segment (`v1..2`, `.well-known`)
+/// are not segments.
+pub fn has_dot_segments(path: &str) -> bool {
+    let mut bytes = path.as_bytes().to_vec();
+    for round in 0..=DECODE_ROUNDS {
+        let dotted = bytes
+            .split(|b| *b == b'/' || *b == b'\\')
+            .map(|segment| segment.split(|b| *b == b';').next().unwrap_or_default())
+            .any(|segment| segment == b"." || segment == b"..");
+        if dotted {
+            return true;
+        }
+        if round == DECODE_ROUNDS || !bytes.contains(&b'%') {
+            return false;
+        }
+        let decoded: Vec<u8> = percent_encoding::percent_decode(&bytes).collect();
+        if decoded == bytes {
+            return false;
+        }
+        bytes = decoded;
+    }
+    false
 }
 
 /// Every registered secret, with values read once at start (never per request).

@@ -14,7 +14,7 @@ pub mod registry;
 pub mod store;
 pub mod value;
 
-pub use binding::{Binding, Missing, SecretSet};
+pub use binding::{Binding, Missing, SecretSet, has_dot_segments};
 pub use registry::{Registry, SecretEntry};
 pub use store::{MemoryStore, SecretStore, StoreError};
 pub use value::SecretValue;

@@ -314,11 +314,39 @@ async fn least_privilege_refuses_the_dummy_outside_its_methods_and_paths() {
         assert_eq!(event["decision"], "deny");
         assert_eq!(event["status"], 403);
     }
+    // A path the globs match but the upstream may resolve elsewhere (RFC 3986 dot
+    // segments, percent-encoded, behind an encoded slash, or Tomcat's `..;`) never
+    // gets the secret.
+    for path in [
+        "/v1/messages/../../admin",
+        "/v1/messages/./../admin",
+        "/v1/messages/%2e%2e/%2E%2E/admin",
+        "/v1/messages/.%2e/admin",
+        "/v1/messages%2f..%2f..%2fadmin",
+        "/v1/messages%5c..%5cadmin",
+        "/v1/messages/..;/admin",
+        "/v1/messages/%252e%252e/admin",
+    ] {
+        let req = conn.request("POST", HOST, path).header(key.0, key.1);
+        let resp = conn.send(req.body(body::empty()).unwrap()).await;
+        let (head, text) = saw.read(resp).await;
+        assert_eq!(head.status, StatusCode::FORBIDDEN, "POST {path}: {text}");
+        let reason = head.headers["x-keygate-reason"].to_str().unwrap();
+        assert!(reason.starts_with("least-privilege"), "{reason}");
+        assert!(text.contains("dot segment"), "the body says why: {text}");
+    }
     assert_eq!(
         stack.upstream.seen().len(),
         1,
         "refused requests never left"
     );
+    // Dots inside a segment are nothing special.
+    let req = conn
+        .request("POST", HOST, "/v1/messages/v1..2/.well")
+        .header(key.0, key.1);
+    let resp = conn.send(req.body(body::empty()).unwrap()).await;
+    assert_eq!(saw.read(resp).await.0.status, StatusCode::OK);
+    assert_eq!(stack.upstream.seen().len(), 2);
     drop(conn);
     assert_no_leak(secret.real(), &stack.proxy, &saw);
 }

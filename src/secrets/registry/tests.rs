@@ -132,3 +132,54 @@ fn upsert_and_remove() {
     assert!(r.remove("a"));
     assert!(!r.remove("a"));
 }
+
+#[test]
+fn a_path_with_dot_segments_is_outside_every_path_glob() {
+    use crate::secrets::has_dot_segments;
+    for dotted in [
+        "/v1/messages/../admin",
+        "/v1/messages/./x",
+        "/v1/messages/..",
+        "/v1/messages/%2e%2e/admin",
+        "/v1/messages/%2E./admin",
+        "/v1/messages%2f..%2fadmin",
+        "/v1/messages%2F%2e%2e%2Fadmin",
+        "/v1/messages\\..\\admin",
+        "/v1/messages%5c..%5cadmin",
+        "/v1/messages/..;/admin",
+        "/v1/messages/..;jsessionid=1/admin",
+        "/v1/messages/%252e%252e/admin",
+        "/v1/messages/%25252e%25252e/admin",
+    ] {
+        assert!(has_dot_segments(dotted), "{dotted}");
+    }
+    for plain in [
+        "/v1/messages",
+        "/v1/messages/v1..2",
+        "/v1/.well-known/x",
+        "/v1/messages/...",
+        "/v1/messages/a.b/c..",
+        "/v1/messages/%2e%2e%2e",
+        "/v1/messages/%zz/..x",
+        "",
+        "/",
+    ] {
+        assert!(!has_dot_segments(plain), "{plain}");
+    }
+    // Through `permits`: only a secret with `paths` is concerned.
+    let text = r#"
+- name: scoped
+  hosts: [api.example.com]
+  dummy: keygate-dummy-scoped-0123456789
+  paths: ["/v1/messages*"]
+- name: open
+  hosts: [api.example.com]
+  dummy: keygate-dummy-open-0123456789
+"#;
+    let registry = Registry::parse(text, Path::new("/h/secrets.yaml")).unwrap();
+    let bindings = registry.bindings().unwrap();
+    let (scoped, open) = (&bindings[0], &bindings[1]);
+    assert!(scoped.permits(&Method::POST, "/v1/messages/x"));
+    assert!(!scoped.permits(&Method::POST, "/v1/messages/../../admin"));
+    assert!(open.permits(&Method::POST, "/v1/messages/../../admin"));
+}
