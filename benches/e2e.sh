@@ -17,7 +17,9 @@
 # unless oha is already there), mitmproxy (pip into benches/.venv).
 # Environment: E2E_DURATION per load run (full: 5s), E2E_ROUNDS (full: 3),
 # E2E_LOADGEN=oha|hey, E2E_RELEASE=1 (release build for --smoke too),
-# E2E_UPSTREAM_THREADS (1), E2E_OUT (the table; default target/e2e/latest.md),
+# E2E_UPSTREAM_THREADS (1), E2E_KEYGATE_WORKERS (keygate's tokio worker threads, given
+# to keygate alone as TOKIO_WORKER_THREADS; default: one per core),
+# E2E_OUT (the table; default target/e2e/latest.md),
 # MITMPROXY_SPEC (pip requirement for mitmproxy), E2E_PROFILE_LOAD=small|down|up (the
 # load --profile samples: c=32 small requests, or 1 MiB responses or uploads).
 set -euo pipefail
@@ -204,7 +206,9 @@ start_keygate() {
   REGISTERED=1
   [ -n "$DUMMY" ] || die "keygate secret add printed no dummy"
   KG_PORT="$("$HELPER" free-port)"
-  "$KEYGATE" start --listen "127.0.0.1:$KG_PORT" --mode custom --allow "tunnel.test:$UP_PORT" \
+  local workers=()
+  if [ -n "${E2E_KEYGATE_WORKERS:-}" ]; then workers=(env "TOKIO_WORKER_THREADS=$E2E_KEYGATE_WORKERS"); fi
+  "${workers[@]}" "$KEYGATE" start --listen "127.0.0.1:$KG_PORT" --mode custom --allow "tunnel.test:$UP_PORT" \
     --resolve "bench.test:$UP_PORT=127.0.0.1:$UP_PORT" \
     --resolve "tunnel.test:$UP_PORT=127.0.0.1:$UP_PORT" \
     --upstream-ca "$WORK/pki/root.pem" 2>"$WORK/keygate.log" &
@@ -393,6 +397,9 @@ machine() {
     "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \
     "$([ "$RELEASE" = 1 ] && echo release || echo debug)" "$UPSTREAM_THREADS" "$loadgen" \
     "$("$VENV/bin/mitmdump" --version 2>/dev/null | head -n1)"
+  if [ -n "${E2E_KEYGATE_WORKERS:-}" ]; then
+    printf -- '- keygate runs with %s tokio worker thread(s) (E2E_KEYGATE_WORKERS)\n' "$E2E_KEYGATE_WORKERS"
+  fi
   if [ "$MODE" = full ]; then
     printf -- '- %s rounds of %s per load run; cells: median ±half the range of the rounds\n' "$ROUNDS" "$DURATION"
   elif [ "$MODE" = profile ]; then
