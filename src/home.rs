@@ -80,6 +80,27 @@ impl Home {
         self.root.join("addons")
     }
 
+    /// Takes group and other permissions off keygate's own files that have them
+    /// (`secrets.yaml`, `audit.jsonl`, `ca/`): a file made by hand, copied in, or left by
+    /// a permissive umask. Returns a line for each change, for a warning; the CA key is
+    /// not here, it is refused instead ([`crate::ca::Ca::load`]).
+    pub fn tighten(&self) -> io::Result<Vec<String>> {
+        let mut changed = Vec::new();
+        for (path, mode) in [
+            (self.secrets_file(), FILE_MODE),
+            (self.audit_log(), FILE_MODE),
+            (self.ca_dir(), DIR_MODE),
+        ] {
+            if let Some(was) = tighten(&path, mode)? {
+                changed.push(format!(
+                    "{} was open to group or others (mode {was:o}); now {mode:o}",
+                    path.display()
+                ));
+            }
+        }
+        Ok(changed)
+    }
+
     /// Creates the home directory and `ca/` (owner-only) if missing.
     pub fn ensure_dirs(&self) -> io::Result<()> {
         create_private_dir(&self.root)?;
@@ -136,6 +157,29 @@ pub fn group_or_other_bits(path: &Path) -> io::Result<u32> {
     Ok(fs::metadata(path)?.permissions().mode() & 0o077)
 }
 
+/// Sets `path` to `mode` if it exists and lets group or others in; the old mode when
+/// it did.
+#[cfg(unix)]
+fn tighten(path: &Path, mode: u32) -> io::Result<Option<u32>> {
+    use std::os::unix::fs::PermissionsExt;
+    let was = match fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_symlink() => meta.permissions().mode() & 0o7777,
+        Ok(_) => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if was & 0o077 == 0 {
+        return Ok(None);
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    Ok(Some(was))
+}
+
+#[cfg(not(unix))]
+fn tighten(_path: &Path, _mode: u32) -> io::Result<Option<u32>> {
+    Ok(None)
+}
+
 /// Always 0 where the platform has no Unix modes.
 #[cfg(not(unix))]
 pub fn group_or_other_bits(_path: &Path) -> io::Result<u32> {
@@ -170,6 +214,38 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"two");
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn tighten_takes_group_and_other_bits_off_keygates_files_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("h"));
+        home.ensure_dirs().unwrap();
+        let open = |path: &Path, mode: u32| {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap()
+        };
+        fs::write(home.audit_log(), b"").unwrap();
+        open(&home.audit_log(), 0o644);
+        open(&home.ca_dir(), 0o755);
+        // A symlinked secrets.yaml (dotfiles) is left alone: its target is not ours.
+        let elsewhere = dir.path().join("elsewhere.yaml");
+        fs::write(&elsewhere, b"[]").unwrap();
+        open(&elsewhere, 0o644);
+        std::os::unix::fs::symlink(&elsewhere, home.secrets_file()).unwrap();
+        let keygate_yaml = home.root().join("keygate.yaml");
+        fs::write(&keygate_yaml, b"").unwrap();
+        open(&keygate_yaml, 0o644);
+
+        let changed = home.tighten().unwrap();
+        assert_eq!(changed.len(), 2, "{changed:?}");
+        assert!(changed[0].contains("audit.jsonl") && changed[0].contains("644"));
+        assert_eq!(group_or_other_bits(&home.audit_log()).unwrap(), 0);
+        assert_eq!(group_or_other_bits(&home.ca_dir()).unwrap(), 0);
+        assert_eq!(group_or_other_bits(&elsewhere).unwrap(), 0o044);
+        assert_eq!(group_or_other_bits(&keygate_yaml).unwrap(), 0o044);
+        assert!(home.tighten().unwrap().is_empty(), "nothing left to do");
     }
 
     #[cfg(unix)]

@@ -231,6 +231,29 @@ fn start_refuses_a_connect_from_curl_and_exits_0_on_sigterm() {
     assert_eq!(refused["status"], 403);
 }
 
+#[cfg(unix)]
+#[test]
+fn start_takes_group_and_other_access_off_an_existing_audit_log_and_says_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let audit = home.path().join("audit.jsonl");
+    fs::write(&audit, "").unwrap();
+    fs::set_permissions(&audit, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cmd = keygate(home.path());
+    cmd.args(["start", "--listen", "127.0.0.1:0"]);
+    let running = Running::start(cmd);
+    let mode = fs::metadata(&audit).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    let (status, stderr) = running.terminate_with_stderr();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("audit.jsonl was open to group or others (mode 644); now 600")),
+        "it says so: {stderr:#?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_tunnels_through_keygate_start_to_a_local_tls_upstream() {
     let pki = TestPki::new();
