@@ -35,6 +35,8 @@ pub enum Hello {
     Malformed(String),
     /// The client closed before sending a complete hello.
     Closed,
+    /// No complete hello within the time allowed (the text says which limit).
+    TooSlow(String),
 }
 
 /// Reads until a complete ClientHello has arrived; returns it and every byte read (to be
@@ -92,6 +94,7 @@ pub fn check_hello(hello: &Hello, host: &Host) -> Option<(&'static str, String)>
             format!("the tunnel to {host} does not carry TLS; keygate tunnels only TLS"),
         )),
         Hello::Malformed(why) => Some(("bad-tls", format!("malformed TLS ClientHello: {why}"))),
+        Hello::TooSlow(why) => Some(("bad-tls", why.clone())),
         Hello::Closed => Some((
             "client-closed",
             "the client closed before its TLS ClientHello".into(),
@@ -126,8 +129,8 @@ pub async fn run(
         Ok(Ok(read)) => read,
         Ok(Err(e)) => (Hello::Malformed(e.to_string()), Vec::new()),
         Err(_) => (
-            Hello::Malformed(format!(
-                "no ClientHello within {} (limits.handshake_timeout)",
+            Hello::TooSlow(format!(
+                "no complete TLS ClientHello within {} (limits.handshake_timeout)",
                 Span(limits.handshake_timeout)
             )),
             Vec::new(),
