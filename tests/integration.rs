@@ -15,6 +15,8 @@ mod auth;
 mod cli;
 #[path = "integration/clients.rs"]
 mod clients;
+#[path = "integration/edges.rs"]
+mod edges;
 #[path = "integration/faults.rs"]
 mod faults;
 #[path = "integration/forward.rs"]
