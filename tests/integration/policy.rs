@@ -1,11 +1,16 @@
 //! Host policy through the proxy (SPEC §5): refusals with a reason and advice, deny over
 //! allow, wildcard and port rules, and the private-address defence.
 
+use http::{StatusCode, Version};
 use keygate::policy::Mode;
 
+use crate::support::api::{Alpn, ApiUpstream};
 use crate::support::client::{self, connect, exchange, get, open_tunnel, proxy_http1, send, tls};
+use crate::support::intercepted::{Conn, open_tls};
+use crate::support::leak::{ClientSaw, assert_no_leak};
 use crate::support::pki::TestPki;
 use crate::support::proxy::{ProxyBuilder, reason};
+use crate::support::secret::TestSecret;
 use crate::support::upstream::{HttpUpstream, RecordingUpstream, TlsUpstream};
 
 const HOST: &str = "api.test.example";
@@ -267,4 +272,107 @@ async fn an_ip_pattern_allows_a_loopback_name() {
     let resp = send(&mut sender, get(&url, &format!("localhost:{port}"))).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(client::json(resp).await["uri"], "/echo");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_wins_over_a_secrets_own_hosts() {
+    const SECRET_HOST: &str = "api.denied-secret.test";
+    let secret = TestSecret::new("denied", &[SECRET_HOST]);
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let root = pki.write_root(dir.path());
+    let api = ApiUpstream::start(&pki, &[SECRET_HOST], Alpn::H2AndHttp1).await;
+    let plain = HttpUpstream::start().await;
+    let proxy = ProxyBuilder::new()
+        .secret(&secret)
+        .upstream_ca(&root)
+        .deny(SECRET_HOST)
+        .resolve("api.denied-secret.test:443", api.addr)
+        .resolve("api.denied-secret.test:80", plain.addr)
+        .start()
+        .await;
+
+    let mut saw = ClientSaw::default();
+    let reply = refused(proxy.addr, "api.denied-secret.test:443", "denied").await;
+    assert!(reply.reason().contains(SECRET_HOST), "{reply:?}");
+    saw.text(format!("{reply:?}"));
+    let raw = format!(
+        "GET http://{SECRET_HOST}/x HTTP/1.1\r\nHost: {SECRET_HOST}\r\nx-api-key: {}\r\nConnection: close\r\n\r\n",
+        secret.dummy()
+    );
+    let (_s, reply) = client::send_raw(proxy.addr, raw.as_bytes()).await;
+    let reply = reply.expect("a reply");
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert!(reply.reason().starts_with("denied"), "{reply:?}");
+    saw.text(format!("{reply:?}"));
+    assert_eq!(api.handshakes(), 0, "no TLS to the secret's host");
+    assert!(api.seen().is_empty());
+    assert_eq!(plain.accepted(), 0, "no plain connection either");
+    let event = proxy.event("connect", |e| e["host"] == SECRET_HOST).await;
+    assert_eq!(event["decision"], "deny", "{event}");
+    assert_no_leak(secret.real(), &proxy, &saw);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_is_bound_to_its_hosts_ports_and_its_dummy_trips_on_any_other() {
+    // `api.ports.test` without a port: 80 and 443 only.
+    const SECRET_HOST: &str = "api.ports.test";
+    let secret = TestSecret::new("ports", &[SECRET_HOST]);
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let root = pki.write_root(dir.path());
+    let api = ApiUpstream::start(&pki, &[SECRET_HOST], Alpn::H2AndHttp1).await;
+    let plain = HttpUpstream::start().await;
+    let proxy = ProxyBuilder::new()
+        .secret(&secret)
+        .upstream_ca(&root)
+        .intercept_all()
+        .allow("api.ports.test:8443")
+        .allow("api.ports.test:8080")
+        .resolve("api.ports.test:443", api.addr)
+        .resolve("api.ports.test:8443", api.addr)
+        .resolve("api.ports.test:8080", plain.addr)
+        .start()
+        .await;
+    let mut saw = ClientSaw::default();
+    let key = ("x-api-key", secret.dummy());
+
+    // Port 8443, intercepted (intercept: all): the dummy is not bound here.
+    let tls = open_tls(&proxy, "api.ports.test:8443", &[b"http/1.1"]).await;
+    let mut conn = Conn::over(tls, Version::HTTP_11).await;
+    let req = conn.get("api.ports.test:8443", "/v1/elsewhere", &[key]);
+    let (head, text) = saw.read(conn.send(req).await).await;
+    assert_eq!(head.status, StatusCode::FORBIDDEN, "{text}");
+    let why = head.headers["x-keygate-reason"].to_str().unwrap();
+    assert!(why.starts_with("tripwire"), "{why}");
+    // Without the dummy the same connection is served, untouched.
+    let req = conn.get("api.ports.test:8443", "/v1/own", &[("x-api-key", "own")]);
+    let (head, _) = saw.read(conn.send(req).await).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(api.only().header("x-api-key"), ["own"]);
+
+    // Plain HTTP on port 8080: the tripwire runs there too.
+    let raw = format!(
+        "GET http://api.ports.test:8080/x HTTP/1.1\r\nHost: api.ports.test:8080\r\nx-api-key: {}\r\nConnection: close\r\n\r\n",
+        secret.dummy()
+    );
+    let (_s, reply) = client::send_raw(proxy.addr, raw.as_bytes()).await;
+    let reply = reply.expect("a reply");
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert!(reply.reason().starts_with("tripwire"), "{reply:?}");
+    assert_eq!(plain.accepted(), 0, "nothing reached the plain upstream");
+
+    // Port 443: bound, swapped.
+    let mut conn = Conn::open(&proxy, SECRET_HOST, Version::HTTP_2).await;
+    let req = conn.get(SECRET_HOST, "/v1/bound", &[key]);
+    let (head, _) = saw.read(conn.send(req).await).await;
+    assert_eq!(head.status, StatusCode::OK);
+    let seen = api.seen();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    assert_eq!(seen[1].header("x-api-key"), [secret.real()]);
+    let alerts = proxy
+        .events_n("request", 2, |e| reason(e).starts_with("tripwire"))
+        .await;
+    assert!(alerts.iter().all(|e| e["decision"] == "deny"), "{alerts:?}");
+    assert_no_leak(secret.real(), &proxy, &saw);
 }
