@@ -376,3 +376,38 @@ async fn a_secret_is_bound_to_its_hosts_ports_and_its_dummy_trips_on_any_other()
     assert!(alerts.iter().all(|e| e["decision"] == "deny"), "{alerts:?}");
     assert_no_leak(secret.real(), &proxy, &saw);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_names_that_are_really_numbers_are_refused_even_where_their_address_is_allowed() {
+    // Were one of them resolved as the IPv4 literal it spells, it would reach this.
+    let net = HttpUpstream::start().await;
+    let port = net.addr.port();
+    let proxy = ProxyBuilder::new().allow("127.0.0.1:*").start().await;
+    for name in ["2130706433", "0x7f.1", "127.1", "0177.0.0.1", "127.0.0.0x1"] {
+        let target = format!("{name}:{port}");
+        let (_s, reply) = connect(proxy.addr, &target).await;
+        assert_eq!(reply.status, 400, "CONNECT {target}: {reply:?}");
+        assert!(
+            reply.body.contains("127.0.0.1") && reply.body.contains("IPv4"),
+            "says how to write it: {reply:?}"
+        );
+        let raw = format!(
+            "GET http://{target}/x HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"
+        );
+        let (_s, reply) = client::send_raw(proxy.addr, raw.as_bytes()).await;
+        let reply = reply.expect("a reply");
+        assert_eq!(reply.status, 400, "GET http://{target}/: {reply:?}");
+    }
+    assert_eq!(
+        net.accepted(),
+        0,
+        "no refused name reached the address it spells"
+    );
+    // The literal itself is allowed: the refusals were about the names.
+    let target = format!("127.0.0.1:{port}");
+    let raw =
+        format!("GET http://{target}/ok HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
+    let (_s, reply) = client::send_raw(proxy.addr, raw.as_bytes()).await;
+    assert_eq!(reply.expect("a reply").status, 200);
+    assert_eq!(net.next_arrival().await, "/ok");
+}
