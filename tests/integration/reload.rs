@@ -5,10 +5,15 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use http::{StatusCode, Version};
 use keygate::secrets::{SecretStore, keyring};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 
 use crate::support::api::{Alpn, ApiUpstream};
 use crate::support::bin::{self, Running};
+use crate::support::intercepted::Conn;
+use crate::support::leak::ClientSaw;
 use crate::support::pki::TestPki;
 use crate::support::secret::unique;
 
@@ -159,6 +164,132 @@ async fn sighup_reloads_a_rotated_secret_and_survives_a_broken_config() {
     for line in &stderr {
         assert!(
             !line.contains(&first) && !line.contains(&second),
+            "a secret value in keygate's log: {line}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_applies_a_new_deny_and_a_removed_secret_and_keeps_the_start_flags() {
+    let pki = TestPki::new();
+    let upstream = ApiUpstream::start(&pki, &[HOST], Alpn::H2AndHttp1).await;
+    let home = tempfile::tempdir().expect("home");
+    let root = pki.write_root(home.path());
+    let name = format!("reload-{}", unique());
+    let _entry = Entry(name.clone());
+    let value = format!("sk-reload-{name}");
+    let dummy = add(home.path(), &name, &value);
+
+    // --resolve and --upstream-ca are flags: every reload merges them again.
+    let mut start = bin::keygate(home.path());
+    start
+        .env("KEYGATE_KEYRING", "keyutils")
+        .args([
+            "start",
+            "--listen",
+            "127.0.0.1:0",
+            "--resolve",
+            &format!("{HOST}:443={}", upstream.addr),
+        ])
+        .arg("--upstream-ca")
+        .arg(&root);
+    let keygate = tokio::task::spawn_blocking(move || Running::start(start))
+        .await
+        .expect("start");
+    let ca_pem = home.path().join("ca/keygate-ca.pem");
+    let ca = CertificateDer::from_pem_file(&ca_pem).expect("CA");
+    let proxy = format!("http://{}", keygate.addr);
+    // curl on a new connection: the CONNECT status and curl's exit code.
+    let call = |dummy: &str, path: &str| {
+        let mut curl = bin::curl(&ca_pem);
+        curl.args(["--write-out", "%{http_connect} %{http_code}"])
+            .args(["-x", &proxy, "-H", &format!("x-api-key: {dummy}")])
+            .arg(format!("https://{HOST}{path}"));
+        tokio::task::block_in_place(|| bin::run(curl))
+    };
+    let reload = |expect: &str| {
+        tokio::task::block_in_place(|| {
+            let before = keygate
+                .stderr()
+                .iter()
+                .filter(|l| l.contains(expect))
+                .count();
+            hup(&keygate);
+            let deadline = Instant::now() + crate::support::WAIT;
+            while keygate
+                .stderr()
+                .iter()
+                .filter(|l| l.contains(expect))
+                .count()
+                == before
+            {
+                assert!(Instant::now() < deadline, "{:#?}", keygate.stderr());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+
+    let out = call(&dummy, "/before");
+    assert_eq!(out.code, Some(0), "{out:?}");
+    // A keep-alive connection opened under the first configuration.
+    let mut saw = ClientSaw::default();
+    let mut open = Conn::open_via(keygate.addr, &ca, HOST, Version::HTTP_11).await;
+    let resp = open
+        .send(open.get(HOST, "/open-1", &[("x-api-key", &dummy)]))
+        .await;
+    let (head, text) = saw.read(resp).await;
+    assert_eq!(head.status, StatusCode::OK, "{text}");
+
+    // A new deny: new connections are refused ...
+    std::fs::write(
+        home.path().join("keygate.yaml"),
+        format!("network:\n  deny: [{HOST}]\n"),
+    )
+    .expect("yaml");
+    reload("reloaded the configuration");
+    let out = call(&dummy, "/denied");
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.starts_with("403"), "{out:?}");
+    // ... the open one finishes with the configuration it started with.
+    let resp = open
+        .send(open.get(HOST, "/open-2", &[("x-api-key", &dummy)]))
+        .await;
+    let (head, text) = saw.read(resp).await;
+    assert_eq!(head.status, StatusCode::OK, "{text}");
+    drop(open);
+
+    // The deny goes, the secret goes: its host was allowed only as a secret host.
+    std::fs::write(home.path().join("keygate.yaml"), "").expect("yaml");
+    let rm = tokio::task::block_in_place(|| {
+        let mut cmd = bin::keygate(home.path());
+        cmd.env("KEYGATE_KEYRING", "keyutils")
+            .args(["secret", "rm", &name]);
+        bin::run(cmd)
+    });
+    assert_eq!(rm.code, Some(0), "{rm:?}");
+    reload("reloaded the configuration");
+    let out = call(&dummy, "/removed");
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.starts_with("403"), "{out:?}");
+
+    // Registered again, after a reload it works again, through the flags' resolve
+    // rule and extra root.
+    let dummy = add(home.path(), &name, &value);
+    reload("reloaded the configuration");
+    let out = call(&dummy, "/again");
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.ends_with("200"), "{out:?}");
+
+    let targets: Vec<String> = upstream.seen().iter().map(|s| s.target.clone()).collect();
+    assert_eq!(targets, ["/before", "/open-1", "/open-2", "/again"]);
+    for seen in upstream.seen() {
+        assert_eq!(seen.header("x-api-key"), [value.as_str()]);
+    }
+    let (status, stderr) = tokio::task::block_in_place(|| keygate.terminate_with_stderr());
+    assert!(status.success());
+    for line in &stderr {
+        assert!(
+            !line.contains(&value),
             "a secret value in keygate's log: {line}"
         );
     }
