@@ -13,6 +13,8 @@ mod agent;
 mod auth;
 #[path = "integration/cli.rs"]
 mod cli;
+#[path = "integration/cli_edges.rs"]
+mod cli_edges;
 #[path = "integration/clients.rs"]
 mod clients;
 #[path = "integration/edges.rs"]
