@@ -221,17 +221,24 @@ fn bridge(
         };
         let activity = Activity::new();
         let (mut a, mut b) = (activity.watch(TokioIo::new(client_io)), activity.watch(TokioIo::new(upstream_io)));
-        tokio::select! {
-            result = tokio::io::copy_bidirectional(&mut a, &mut b) => {
-                if let Ok((up, down)) = result {
-                    flow.update(|e| e.reason = Some(format!("websocket: {up} bytes up, {down} bytes down")));
-                }
-            }
-            () = grace => {}
-            () = activity.expired(idle_timeout) => {
-                flow.update(|e| e.reason = Some("websocket closed: idle (limits.idle_timeout)".into()));
-            }
-        }
+        let (sent_up, sent_down) = (b.written(), a.written());
+        let ended = tokio::select! {
+            result = tokio::io::copy_bidirectional(&mut a, &mut b) => result.err().map(|e| format!("ended: {e}")),
+            () = grace => Some("closed by shutdown".to_string()),
+            () = activity.expired(idle_timeout) => Some("closed: idle (limits.idle_timeout)".to_string()),
+        };
+        // Counted as they go: an idle close or a shutdown drops the copy mid-way.
+        let moved = format!(
+            "{} bytes up, {} bytes down",
+            sent_up.load(std::sync::atomic::Ordering::Relaxed),
+            sent_down.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        flow.update(|e| {
+            e.reason = Some(match ended {
+                None => format!("websocket: {moved}"),
+                Some(why) => format!("websocket {why}; {moved}"),
+            });
+        });
         drop(flow);
     });
     let mut reply = Response::new(super::respond::empty());

@@ -53,6 +53,7 @@ impl Activity {
         Watched {
             inner: stream,
             activity: self.clone(),
+            written: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -63,11 +64,22 @@ impl Default for Activity {
     }
 }
 
-/// A stream whose traffic stamps an [`Activity`].
+/// A stream whose traffic stamps an [`Activity`], and which counts the bytes written
+/// to it (what the audit log reports, however the copy ends: an idle close or a
+/// shutdown drops the copy before it can say how much it moved).
 #[derive(Debug)]
 pub struct Watched<S> {
     inner: S,
     activity: Activity,
+    written: Arc<AtomicU64>,
+}
+
+impl<S> Watched<S> {
+    /// The count of bytes written to this stream so far, readable after the stream is
+    /// gone.
+    pub fn written(&self) -> Arc<AtomicU64> {
+        self.written.clone()
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
@@ -92,7 +104,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+        if let Poll::Ready(Ok(n)) = polled
+            && n > 0
+        {
+            self.written.fetch_add(n as u64, Ordering::Relaxed);
             self.activity.touch();
         }
         polled

@@ -2,6 +2,7 @@
 //! (domain-fronting defence), then copy bytes both ways, unbuffered, with half-close.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use hyper::upgrade::Upgraded;
@@ -148,6 +149,7 @@ pub async fn run(
     }
     let activity = Activity::new();
     let (mut downstream, mut upstream) = (activity.watch(downstream), activity.watch(upstream));
+    let (sent_up, sent_down) = (upstream.written(), downstream.written());
     let copied = async {
         upstream.write_all(&first_bytes).await?;
         tokio::io::copy_bidirectional_with_sizes(
@@ -166,16 +168,12 @@ pub async fn run(
             Span(limits.idle_timeout)
         ))),
     };
-    match outcome {
-        Ok((up, down)) => {
-            event.bytes_up = first_bytes.len() as u64 + up;
-            event.bytes_down = down;
-        }
-        Err(e) => {
-            event.bytes_up = first_bytes.len() as u64;
-            event.reason = Some(format!("tunnel ended: {e}"));
-            tracing::debug!("tunnel to {host}:{port} ended: {e}");
-        }
+    // What reached each side, the ClientHello included, however the copy ended.
+    event.bytes_up = sent_up.load(Ordering::Relaxed);
+    event.bytes_down = sent_down.load(Ordering::Relaxed);
+    if let Err(e) = outcome {
+        event.reason = Some(format!("tunnel ended: {e}"));
+        tracing::debug!("tunnel to {host}:{port} ended: {e}");
     }
     finish(&proxy, event, started);
 }
