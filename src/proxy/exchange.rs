@@ -58,10 +58,9 @@ pub async fn handle(
         return Ok(proxy.self_test(event, &parts, true, started));
     }
     let limits = conn.generation.config.limits;
-    if head_size(&parts) > limits.max_head_bytes || parts.headers.len() > limits.max_headers {
-        // hyper's auto builder bounds only incomplete h1 heads; a complete oversized
-        // one (or a large h2 header list) is refused here.
-        let err = ProxyError::HeadTooLarge(limits.max_head_bytes);
+    // The parsers stop only heads far past the limits (`PARSER_SLACK`); the rest are
+    // refused here, with a reason.
+    if let Err(err) = super::headers::check_head(&parts.uri, &parts.headers, &limits) {
         return Ok(proxy.refuse(event, &err, &what, started));
     }
     let mut flow = FlowContext::new(
@@ -126,17 +125,6 @@ pub async fn handle(
         .map_err(|e| -> BoxError { Box::new(e) })
         .boxed();
     Ok(Response::from_parts(head, body))
-}
-
-/// Bytes of the request head: target plus every header name and value.
-fn head_size(parts: &http::request::Parts) -> usize {
-    let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
-    target
-        + parts
-            .headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 4)
-            .sum::<usize>()
 }
 
 /// An HTTP/1.1 `Connection: upgrade` request with an `Upgrade` header (WebSocket).

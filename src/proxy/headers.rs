@@ -58,6 +58,50 @@ pub fn proxy_auth_user(headers: &HeaderMap) -> Option<String> {
     printable.then_some(user)
 }
 
+/// How far past `limits.max_head_bytes` / `limits.max_headers` the HTTP parsers read
+/// before they cut a head off themselves (a bare 431 and a close). Up to there keygate
+/// sees the whole head and answers with its own 431 and a reason; beyond, the parser
+/// keeps keygate from buffering without bound.
+pub const PARSER_SLACK: usize = 2;
+
+/// Bytes of a request head as keygate counts them: the target plus every header name
+/// and value (with `: ` and CRLF).
+pub fn head_size(uri: &http::Uri, headers: &HeaderMap) -> usize {
+    let target = uri
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len())
+        .max(uri.authority().map_or(0, |a| a.as_str().len()));
+    target
+        + headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>()
+}
+
+/// `Err` with what was too large when a request head is over `limits`.
+pub fn check_head(
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    limits: &crate::config::limits::Limits,
+) -> Result<(), super::respond::ProxyError> {
+    use super::respond::ProxyError;
+    if headers.len() > limits.max_headers {
+        return Err(ProxyError::HeadTooLarge(format!(
+            "the request has {} headers, more than limits.max_headers ({})",
+            headers.len(),
+            limits.max_headers
+        )));
+    }
+    let size = head_size(uri, headers);
+    if size > limits.max_head_bytes {
+        return Err(ProxyError::HeadTooLarge(format!(
+            "the request head is {size} bytes, more than limits.max_head_bytes ({})",
+            limits.max_head_bytes
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ use hyper_util::server::conn::auto;
 use tokio_rustls::LazyConfigAcceptor;
 
 use super::exchange::{self, Intercepted};
+use super::headers::PARSER_SLACK;
 use super::read_ahead::ReadAhead;
 use super::tunnel::{Hello, check_hello};
 use super::{ClientInfo, Generation, Proxy};
@@ -119,13 +120,16 @@ async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_head_bytes)
+        .max_buf_size(limits.max_head_bytes * PARSER_SLACK)
+        .max_headers(limits.max_headers * PARSER_SLACK)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(
+            u32::try_from(limits.max_head_bytes * PARSER_SLACK).unwrap_or(u32::MAX),
+        );
     let serving = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
     tokio::pin!(serving);
     let result = tokio::select! {

@@ -40,9 +40,10 @@ pub enum ProxyError {
     /// An addon answered early (tripwire, host check, least privilege, missing secret).
     #[error("{}: {}", .0.code, .0.why)]
     Addon(Refuse),
-    /// The request head is larger than keygate accepts (431).
-    #[error("head-too-large: the request head exceeds {0} bytes")]
-    HeadTooLarge(usize),
+    /// The request head is larger than keygate accepts (431); the text says which
+    /// limit.
+    #[error("head-too-large: {0}")]
+    HeadTooLarge(String),
     /// keygate itself failed (500).
     #[error("internal-error: {0}")]
     Internal(String),

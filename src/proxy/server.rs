@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::headers::PARSER_SLACK;
 use super::{Proxy, service};
 
 /// How long shutdown waits for in-flight requests and tunnels before closing them.
@@ -81,9 +82,9 @@ async fn serve(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_head_bytes)
-        .max_header_size(limits.max_head_bytes)
-        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_head_bytes * PARSER_SLACK)
+        .max_header_size(limits.max_head_bytes * PARSER_SLACK)
+        .max_headers(limits.max_headers * PARSER_SLACK)
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades();

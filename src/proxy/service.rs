@@ -32,6 +32,21 @@ pub async fn handle(
     {
         return Ok(unauthenticated(&proxy, &client, &req));
     }
+    let limits = proxy.current().config.limits;
+    if let Err(err) = super::headers::check_head(req.uri(), req.headers(), &limits) {
+        let mut event = Event::new(client.to_string(), Kind::Request, Verdict::Deny);
+        if req.method() == Method::CONNECT {
+            event.kind = Kind::Connect;
+        }
+        event.method = Some(req.method().to_string());
+        if let Some(host) = req.uri().host() {
+            event.host = Some(host.to_string());
+        }
+        if req.method() != Method::CONNECT {
+            event.path = Some(path_without_query(req.uri().path()));
+        }
+        return Ok(proxy.refuse(event, &err, "the request", Instant::now()));
+    }
     let response = if req.method() == Method::CONNECT {
         connect::handle(proxy, client, req).await
     } else if req.uri().scheme().is_some() {
