@@ -124,9 +124,14 @@ fn add(home: &Home, args: SecretAddArgs) -> Result<(), Failure> {
         .bindings()
         .map_err(|e| Failure::usage(anyhow!(e)))?;
     let value = read_value(&args)?;
-    if value.expose() == entry.dummy || value.expose().contains(&entry.dummy) {
+    if value.expose().contains(&entry.dummy) {
+        let what = if value.expose() == entry.dummy {
+            "is the dummy itself"
+        } else {
+            "contains the dummy"
+        };
         return Err(Failure::usage(anyhow!(
-            "the value given is the dummy itself; give the real key"
+            "the value given {what}; give the real key"
         )));
     }
     let store = open_store()?;
