@@ -64,6 +64,9 @@ pub fn proxy_auth_user(headers: &HeaderMap) -> Option<String> {
 /// keeps keygate from buffering without bound.
 pub const PARSER_SLACK: usize = 2;
 
+/// The headers hyper's HTTP/1 parser takes when no cap is set (and keeps on the stack).
+pub const HYPER_INLINE_HEADERS: usize = 100;
+
 /// Bytes of a request head as keygate counts them: the target plus every header name
 /// and value (with `: ` and CRLF).
 pub fn head_size(uri: &http::Uri, headers: &HeaderMap) -> usize {
