@@ -14,30 +14,9 @@ use crate::support::leak::{ClientSaw, assert_no_leak};
 use crate::support::pki::TestPki;
 use crate::support::proxy::{ProxyBuilder, reason};
 use crate::support::secret::{TestSecret, unique};
-use crate::support::stack::Stack;
+use crate::support::stack::{Stack, swapped_request_succeeds};
 use crate::support::upstream::{HttpUpstream, TlsUpstream};
 use crate::support::{within, ws};
-
-/// One GET with the dummy on a new intercepted connection: 200, and the upstream got
-/// the real value.
-async fn swapped_request_succeeds(
-    stack: &Stack,
-    secret: &TestSecret,
-    host: &str,
-    saw: &mut ClientSaw,
-) {
-    let mut conn = Conn::open(&stack.proxy, host, Version::HTTP_2).await;
-    let path = format!("/after/{}", unique());
-    let resp = conn
-        .send(conn.get(host, &path, &[("x-api-key", secret.dummy())]))
-        .await;
-    let (head, text) = saw.read(resp).await;
-    assert_eq!(head.status, StatusCode::OK, "{text}");
-    let seen = stack.upstream.seen();
-    let last = seen.last().expect("the request arrived");
-    assert_eq!(last.target, path);
-    assert_eq!(last.header("x-api-key"), [secret.real()]);
-}
 
 /// Reads until the peer closes the connection (end of stream or an error), bounded;
 /// returns what arrived before.
@@ -353,10 +332,17 @@ async fn custom_head_limits_answer_431_and_forward_nothing() {
         |path| format!("GET http://{PLAIN_HEAD_HOST}{path} HTTP/1.1"),
         PLAIN_HEAD_HOST,
     );
-    for (what, raw) in [("a 9 KiB head", &heads.big), ("11 headers", &heads.many)] {
+    for (what, raw, limit) in [
+        ("a 9 KiB head", &heads.big, "limits.max_head_bytes (8192)"),
+        ("11 headers", &heads.many, "limits.max_headers (10)"),
+    ] {
         let (_stream, reply) = client::send_raw(proxy.addr, raw.as_bytes()).await;
         let reply = reply.unwrap_or_else(|| panic!("proxy, {what}: closed without a reply"));
         assert_eq!(reply.status, 431, "proxy, {what}: {reply:?}");
+        assert!(
+            reply.reason().starts_with("head-too-large") && reply.reason().contains(limit),
+            "proxy, {what}: the reason names the limit: {reply:?}"
+        );
     }
     assert_eq!(plain.accepted(), 0, "a refused head went upstream");
     let (_stream, reply) = client::send_raw(proxy.addr, heads.fine.as_bytes()).await;
@@ -371,6 +357,10 @@ async fn custom_head_limits_answer_431_and_forward_nothing() {
     let reply = reply.expect("h1, a 9 KiB head: closed without a reply");
     saw.text(format!("{reply:?}"));
     assert_eq!(reply.status, 431, "h1, a 9 KiB head: {reply:?}");
+    assert!(
+        reply.reason().starts_with("head-too-large"),
+        "h1, a 9 KiB head: {reply:?}"
+    );
     let reply = intercepted_raw(&stack, &heads.many).await;
     let reply = reply.expect("h1, 11 headers: closed without a reply");
     saw.text(format!("{reply:?}"));
@@ -401,6 +391,11 @@ async fn custom_head_limits_answer_431_and_forward_nothing() {
         .await;
     let (head, text) = saw.read(resp).await;
     assert_eq!(head.status, 431, "h2, a 9 KiB header: {text}");
+    let why = head.headers.get("x-keygate-reason").map(|v| v.to_str());
+    assert!(
+        matches!(why, Some(Ok(w)) if w.starts_with("head-too-large")),
+        "h2, a 9 KiB header: {why:?}"
+    );
     let resp = conn.send(conn.get(HEAD_HOST, "/fine", &pairs(&fine))).await;
     let (head, text) = saw.read(resp).await;
     assert_eq!(head.status, StatusCode::OK, "h2, 10 headers: {text}");
@@ -412,68 +407,14 @@ async fn custom_head_limits_answer_431_and_forward_nothing() {
         .map(|s| s.target)
         .collect();
     assert_eq!(seen, ["/fine", "/fine"], "the refused heads went nowhere");
+    // Every refusal is audited: 2 proxy requests, 2 intercepted HTTP/1.1, 2 h2.
     let refused = proxy
-        .events_n("request", 2, |e| e["path"] == "/refused")
+        .events_n("request", 6, |e| reason(e).starts_with("head-too-large"))
         .await;
     for event in &refused {
         assert_eq!(event["decision"], "deny", "{event}");
         assert_eq!(event["status"], 431, "{event}");
         assert!(reason(event).starts_with("head-too-large"), "{event}");
     }
-    assert_no_leak(secret.real(), proxy, &saw);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_431_for_a_custom_head_limit_says_head_too_large() {
-    let secret = TestSecret::new(&format!("head-reason-{}", unique()), &[HEAD_HOST]);
-    let plain = HttpUpstream::start().await;
-    let stack = head_limit_stack(&secret, &plain).await;
-    let proxy = &stack.proxy;
-    let mut saw = ClientSaw::default();
-
-    let heads = Heads::new(
-        |path| format!("GET http://{PLAIN_HEAD_HOST}{path} HTTP/1.1"),
-        PLAIN_HEAD_HOST,
-    );
-    for (what, raw, limit) in [
-        ("a 9 KiB head", &heads.big, "limits.max_head_bytes (8192)"),
-        ("11 headers", &heads.many, "limits.max_headers (10)"),
-    ] {
-        let (_stream, reply) = client::send_raw(proxy.addr, raw.as_bytes()).await;
-        let reply = reply.unwrap_or_else(|| panic!("proxy, {what}: closed without a reply"));
-        assert_eq!(reply.status, 431, "proxy, {what}: {reply:?}");
-        assert!(
-            reply.reason().starts_with("head-too-large") && reply.reason().contains(limit),
-            "proxy, {what}: the reason names the limit: {reply:?}"
-        );
-    }
-    let heads = Heads::new(|path| format!("GET {path} HTTP/1.1"), HEAD_HOST);
-    let reply = intercepted_raw(&stack, &heads.big).await;
-    let reply = reply.expect("h1, a 9 KiB head: closed without a reply");
-    saw.text(format!("{reply:?}"));
-    assert_eq!(reply.status, 431, "h1, a 9 KiB head: {reply:?}");
-    assert!(
-        reply.reason().starts_with("head-too-large"),
-        "h1, a 9 KiB head: {reply:?}"
-    );
-    let (_, big, _) = h2_headers();
-    let mut conn = Conn::open(proxy, HEAD_HOST, Version::HTTP_2).await;
-    let resp = conn
-        .send(conn.get(HEAD_HOST, "/refused", &pairs(&big)))
-        .await;
-    let (head, text) = saw.read(resp).await;
-    assert_eq!(head.status, 431, "h2, a 9 KiB header: {text}");
-    let why = head.headers.get("x-keygate-reason").map(|v| v.to_str());
-    assert!(
-        matches!(why, Some(Ok(w)) if w.starts_with("head-too-large")),
-        "h2, a 9 KiB header: {why:?}"
-    );
-    // Every refusal is in the audit log: 2 proxy requests, 2 intercepted ones.
-    let refused = proxy
-        .events_n("request", 4, |e| reason(e).starts_with("head-too-large"))
-        .await;
-    assert!(refused.iter().all(|e| e["status"] == 431), "{refused:?}");
-    assert!(stack.upstream.seen().is_empty());
-    assert_eq!(plain.accepted(), 0);
     assert_no_leak(secret.real(), proxy, &saw);
 }

@@ -30,7 +30,7 @@ use crate::support::leak::{ClientSaw, assert_no_leak};
 use crate::support::pki::TestPki;
 use crate::support::proxy::{ProxyBuilder, TestProxy, reason};
 use crate::support::secret::{TestSecret, unique};
-use crate::support::stack::Stack;
+use crate::support::stack::{Stack, swapped_request_succeeds};
 use crate::support::upstream::{HttpUpstream, RecordingUpstream, TlsUpstream};
 use crate::support::within;
 
@@ -48,27 +48,6 @@ async fn closed_by_proxy(io: &mut (impl AsyncRead + Unpin), what: &str) -> Vec<u
     let read = tokio::time::timeout(CLOSED_WITHIN, io.read_to_end(&mut got)).await;
     assert!(read.is_ok(), "{what}: still open after {CLOSED_WITHIN:?}");
     got
-}
-
-/// One GET with the dummy on a new intercepted connection: 200, and the upstream got
-/// the real value.
-async fn swapped_request_succeeds(
-    stack: &Stack,
-    secret: &TestSecret,
-    host: &str,
-    saw: &mut ClientSaw,
-) {
-    let mut conn = Conn::open(&stack.proxy, host, Version::HTTP_2).await;
-    let path = format!("/after/{}", unique());
-    let resp = conn
-        .send(conn.get(host, &path, &[("x-api-key", secret.dummy())]))
-        .await;
-    let (head, text) = saw.read(resp).await;
-    assert_eq!(head.status, StatusCode::OK, "{text}");
-    let seen = stack.upstream.seen();
-    let last = seen.last().expect("the request arrived");
-    assert_eq!(last.target, path);
-    assert_eq!(last.header("x-api-key"), [secret.real()]);
 }
 
 // ---- HTTP/2 floods ---------------------------------------------------------------

@@ -63,6 +63,29 @@ fn wait_for_line(keygate: &Running, needle: &str) {
     }
 }
 
+/// `keygate start` on a free port with `HOST:443` resolved to `upstream` and `root` as
+/// an extra upstream root (flags, which every reload merges again).
+async fn start(
+    home: &std::path::Path,
+    upstream: std::net::SocketAddr,
+    root: &std::path::Path,
+) -> Running {
+    let mut cmd = bin::keygate(home);
+    cmd.env("KEYGATE_KEYRING", "keyutils")
+        .args([
+            "start",
+            "--listen",
+            "127.0.0.1:0",
+            "--resolve",
+            &format!("{HOST}:443={upstream}"),
+        ])
+        .arg("--upstream-ca")
+        .arg(root);
+    tokio::task::spawn_blocking(move || Running::start(cmd))
+        .await
+        .expect("start")
+}
+
 fn hup(keygate: &Running) {
     let sent = Command::new("kill")
         .arg("-HUP")
@@ -83,21 +106,7 @@ async fn sighup_reloads_a_rotated_secret_and_survives_a_broken_config() {
     let (first, second) = (format!("sk-first-{name}"), format!("sk-second-{name}"));
     let dummy = add(home.path(), &name, &first);
 
-    let mut start = bin::keygate(home.path());
-    start
-        .env("KEYGATE_KEYRING", "keyutils")
-        .args([
-            "start",
-            "--listen",
-            "127.0.0.1:0",
-            "--resolve",
-            &format!("{HOST}:443={}", upstream.addr),
-        ])
-        .arg("--upstream-ca")
-        .arg(&root);
-    let keygate = tokio::task::spawn_blocking(move || Running::start(start))
-        .await
-        .expect("start");
+    let keygate = start(home.path(), upstream.addr, &root).await;
     let ca = home.path().join("ca/keygate-ca.pem");
     let proxy = format!("http://{}", keygate.addr);
     let call = |path: &str| {
@@ -180,22 +189,7 @@ async fn sighup_applies_a_new_deny_and_a_removed_secret_and_keeps_the_start_flag
     let value = format!("sk-reload-{name}");
     let dummy = add(home.path(), &name, &value);
 
-    // --resolve and --upstream-ca are flags: every reload merges them again.
-    let mut start = bin::keygate(home.path());
-    start
-        .env("KEYGATE_KEYRING", "keyutils")
-        .args([
-            "start",
-            "--listen",
-            "127.0.0.1:0",
-            "--resolve",
-            &format!("{HOST}:443={}", upstream.addr),
-        ])
-        .arg("--upstream-ca")
-        .arg(&root);
-    let keygate = tokio::task::spawn_blocking(move || Running::start(start))
-        .await
-        .expect("start");
+    let keygate = start(home.path(), upstream.addr, &root).await;
     let ca_pem = home.path().join("ca/keygate-ca.pem");
     let ca = CertificateDer::from_pem_file(&ca_pem).expect("CA");
     let proxy = format!("http://{}", keygate.addr);

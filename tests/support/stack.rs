@@ -1,11 +1,15 @@
 //! The usual interception set-up: a fake API upstream for a host, and a proxy that
 //! resolves `host:443` to it and trusts the test root for upstream verification.
 
+use http::{StatusCode, Version};
 use tempfile::TempDir;
 
 use super::api::{Alpn, ApiUpstream};
+use super::intercepted::Conn;
+use super::leak::ClientSaw;
 use super::pki::TestPki;
 use super::proxy::{ProxyBuilder, TestProxy};
+use super::secret::{TestSecret, unique};
 
 /// An upstream and the proxy in front of it.
 pub struct Stack {
@@ -41,4 +45,25 @@ impl Stack {
             _dir: dir,
         }
     }
+}
+
+/// One GET with the dummy on a new intercepted connection: 200, and the upstream got
+/// the real value.
+pub async fn swapped_request_succeeds(
+    stack: &Stack,
+    secret: &TestSecret,
+    host: &str,
+    saw: &mut ClientSaw,
+) {
+    let mut conn = Conn::open(&stack.proxy, host, Version::HTTP_2).await;
+    let path = format!("/after/{}", unique());
+    let resp = conn
+        .send(conn.get(host, &path, &[("x-api-key", secret.dummy())]))
+        .await;
+    let (head, text) = saw.read(resp).await;
+    assert_eq!(head.status, StatusCode::OK, "{text}");
+    let seen = stack.upstream.seen();
+    let last = seen.last().expect("the request arrived");
+    assert_eq!(last.target, path);
+    assert_eq!(last.header("x-api-key"), [secret.real()]);
 }
