@@ -70,15 +70,19 @@ fn check_recipes(home: &Home) -> Result<Vec<String>, Failure> {
         }
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", path.display())))?;
-        recipe::Recipe::parse(&text, &path).map_err(Failure::usage)?;
+        let recipe = recipe::Recipe::parse(&text, &path).map_err(Failure::usage)?;
         let name = path
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
-        if !names.contains(&name) {
-            names.push(format!("{name} (yours)"));
-        }
+        // What `secret add NAME` would refuse is refused here already.
+        recipe
+            .check(&name)
+            .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", path.display())))?;
+        // A user recipe overrides the built-in one of the same name.
+        names.retain(|n| n != &name);
+        names.push(format!("{name} (yours)"));
     }
     Ok(names)
 }

@@ -42,17 +42,9 @@ fn entry_for(
         )));
     }
     let mut entry = match recipe {
-        Some(r) => SecretEntry {
-            name: args.name.clone(),
-            hosts: r.hosts,
-            header: r.header,
-            format: r.format,
-            env: r.env,
-            dummy: dummy::expand(&r.dummy, &args.name).map_err(|e| Failure::usage(anyhow!(e)))?,
-            methods: r.methods,
-            paths: r.paths,
-            query: r.query,
-        },
+        Some(r) => r
+            .entry(&args.name)
+            .map_err(|e| Failure::usage(anyhow!(e)))?,
         None => SecretEntry {
             name: args.name.clone(),
             hosts: Vec::new(),

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::registry::EnvVars;
+use super::registry::{EnvVars, SecretEntry};
 use crate::config::{ConfigError, yaml_error};
 
 /// The recipes compiled into the binary: (name, YAML text).
@@ -27,7 +27,8 @@ pub struct Recipe {
     pub description: String,
     /// Hosts the provider's key is used with.
     pub hosts: Vec<String>,
-    /// The provider's header.
+    /// The provider's header (as in a registry entry: `authorization` when absent).
+    #[serde(default = "default_header")]
     pub header: String,
     /// How the key appears in it.
     #[serde(default = "default_format")]
@@ -52,10 +53,36 @@ fn default_format() -> String {
     "{secret}".into()
 }
 
+fn default_header() -> String {
+    "authorization".into()
+}
+
 impl Recipe {
     /// Parses recipe text; `origin` is used in error messages.
     pub fn parse(text: &str, origin: &Path) -> Result<Recipe, ConfigError> {
         serde_yaml::from_str(text).map_err(|e| yaml_error(&e, origin))
+    }
+
+    /// The registry entry this recipe makes for a secret called `name` (a fresh dummy
+    /// from the template), not yet validated.
+    pub fn entry(&self, name: &str) -> Result<SecretEntry, String> {
+        Ok(SecretEntry {
+            name: name.to_string(),
+            hosts: self.hosts.clone(),
+            header: self.header.clone(),
+            format: self.format.clone(),
+            env: self.env.clone(),
+            dummy: super::dummy::expand(&self.dummy, name)?,
+            methods: self.methods.clone(),
+            paths: self.paths.clone(),
+            query: self.query,
+        })
+    }
+
+    /// `Err` with what is wrong when a secret made from this recipe would be refused
+    /// (hosts, header, format, dummy template, env names, methods, paths).
+    pub fn check(&self, name: &str) -> Result<(), String> {
+        self.entry(name)?.validate().map(drop)
     }
 }
 

@@ -264,6 +264,34 @@ impl SecretEntry {
     }
 }
 
+/// Where entry `index` of a secrets.yaml written as a block list (each entry starting
+/// with `-` in the first column, as keygate writes it) mentions a value quoted in
+/// `message`, else where the entry starts: 1-based line and column. `None` for another
+/// layout (a flow list), where the message alone has to do.
+fn locate(text: &str, index: usize, message: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let starts: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with('-'))
+        .collect();
+    let first = *starts.get(index)?;
+    let end = starts.get(index + 1).copied().unwrap_or(lines.len());
+    let quoted: Vec<&str> = message
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|q| !q.is_empty())
+        .collect();
+    // The first quoted value is the offending one; later ones are advice.
+    for q in quoted {
+        for (no, line) in lines.iter().enumerate().take(end).skip(first) {
+            if let Some(column) = line.find(q) {
+                return Some((no + 1, column + 1));
+            }
+        }
+    }
+    Some((first + 1, 1))
+}
+
 /// The parsed registry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Registry {
@@ -280,6 +308,23 @@ impl Registry {
         }
         let entries: Vec<SecretEntry> =
             serde_yaml::from_str(text).map_err(|e| yaml_error(&e, path))?;
+        // Each entry on its own first, so that an error can point at its line.
+        for (index, entry) in entries.iter().enumerate() {
+            if let Err(message) = entry.validate() {
+                return Err(match locate(text, index, &message) {
+                    Some((line, column)) => ConfigError::At {
+                        path: path.to_path_buf(),
+                        line,
+                        column,
+                        message,
+                    },
+                    None => ConfigError::File {
+                        path: path.to_path_buf(),
+                        message,
+                    },
+                });
+            }
+        }
         let registry = Registry { entries };
         registry.bindings().map_err(|message| ConfigError::File {
             path: path.to_path_buf(),

@@ -183,3 +183,18 @@ fn a_path_with_dot_segments_is_outside_every_path_glob() {
     assert!(!scoped.permits(&Method::POST, "/v1/messages/../../admin"));
     assert!(open.permits(&Method::POST, "/v1/messages/../../admin"));
 }
+
+#[test]
+fn an_invalid_entry_is_reported_at_its_line() {
+    let text = "- name: good\n  hosts: [api.example.com]\n  dummy: keygate-dummy-good-0123456789\n- name: bad\n  hosts:\n    - api.example.com\n    - \"exa*mple.com\"\n  dummy: keygate-dummy-bad-0123456789\n";
+    let err = Registry::parse(text, Path::new("/h/secrets.yaml")).unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.starts_with("/h/secrets.yaml:7:8: "), "{shown}");
+    assert!(shown.contains("exa*mple.com"), "{shown}");
+    // A flow list: no line, the message alone.
+    let flow = "[{name: bad, hosts: [\"exa*mple.com\"], dummy: keygate-dummy-bad-0123456789}]";
+    let shown = Registry::parse(flow, Path::new("/h/secrets.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(shown.starts_with("/h/secrets.yaml: "), "{shown}");
+}
