@@ -109,26 +109,17 @@ pub fn find(name: &str, addons_dir: &Path) -> Result<Option<Recipe>, ConfigError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secrets::dummy::expand;
-    use crate::secrets::registry::SecretEntry;
 
     #[test]
     fn every_built_in_recipe_yields_a_valid_entry() {
         for (name, text) in BUILT_IN {
             let recipe = Recipe::parse(text, Path::new(name)).unwrap();
-            let entry = SecretEntry {
-                name: name.to_string(),
-                hosts: recipe.hosts.clone(),
-                header: recipe.header.clone(),
-                format: recipe.format.clone(),
-                env: recipe.env.clone(),
-                dummy: expand(&recipe.dummy, name).unwrap(),
-                methods: recipe.methods.clone(),
-                paths: recipe.paths.clone(),
-                query: recipe.query,
-            };
-            entry.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+            recipe.check(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
+        // And a broken one does not.
+        let mut bad = Recipe::parse(BUILT_IN[0].1, Path::new("x")).unwrap();
+        bad.hosts = vec!["exa*mple.com".into()];
+        assert!(bad.check("x").unwrap_err().contains("exa*mple.com"));
     }
 
     #[test]
