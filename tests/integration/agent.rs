@@ -11,39 +11,12 @@ use keygate::secrets::keyring;
 
 use crate::support::bin::{self, Running};
 
-/// A home whose keygate.yaml points `listen` at a port nothing answers on, so `run`
-/// always embeds its own proxy (unless a test starts one there).
-fn home_listening_on(port: u16) -> tempfile::TempDir {
-    let home = tempfile::tempdir().expect("home");
-    std::fs::write(
-        home.path().join("keygate.yaml"),
-        format!("listen: 127.0.0.1:{port}\n"),
-    )
-    .expect("yaml");
-    home
-}
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 fn unique(tag: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("kgtest-{tag}-{}-{nanos}", std::process::id())
-}
-
-fn keygate(home: &Path, args: &[&str]) -> Command {
-    let mut cmd = bin::keygate(home);
-    cmd.env("KEYGATE_KEYRING", "keyutils").args(args);
-    cmd
 }
 
 /// Registers a keyutils secret; returns its dummy. The guard removes the value.
@@ -62,7 +35,7 @@ impl Drop for Secret {
 
 fn add_secret(home: &Path, env_var: &str, real: &str) -> Secret {
     let name = unique("agent");
-    let mut cmd = keygate(
+    let mut cmd = bin::keygate_keyutils(
         home,
         &[
             "secret",
@@ -84,8 +57,8 @@ fn add_secret(home: &Path, env_var: &str, real: &str) -> Secret {
 
 #[test]
 fn env_prints_the_contract_for_each_shell() {
-    let home = home_listening_on(18_001);
-    let out = bin::run(keygate(home.path(), &["env"]));
+    let home = bin::home_listening_on(18_001);
+    let out = bin::run(bin::keygate_keyutils(home.path(), &["env"]));
     assert_eq!(out.code, Some(0), "{out:?}");
     let ca = home.path().join("ca/keygate-ca.pem").display().to_string();
     let bundle = home.path().join("ca/bundle.pem").display().to_string();
@@ -119,7 +92,10 @@ fn env_prints_the_contract_for_each_shell() {
         ("powershell", "$env:HTTPS_PROXY = 'http://127.0.0.1:18001'"),
         ("dotenv", "HTTPS_PROXY=http://127.0.0.1:18001"),
     ] {
-        let out = bin::run(keygate(home.path(), &["env", "--shell", shell]));
+        let out = bin::run(bin::keygate_keyutils(
+            home.path(),
+            &["env", "--shell", shell],
+        ));
         assert_eq!(out.code, Some(0), "{shell}: {out:?}");
         assert!(
             out.stdout.lines().any(|l| l == expect),
@@ -127,7 +103,10 @@ fn env_prints_the_contract_for_each_shell() {
             out.stdout
         );
     }
-    let json = bin::run(keygate(home.path(), &["env", "--shell", "json"]));
+    let json = bin::run(bin::keygate_keyutils(
+        home.path(),
+        &["env", "--shell", "json"],
+    ));
     let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
     assert_eq!(value["HTTPS_PROXY"], "http://127.0.0.1:18001");
     assert!(value["SSL_CERT_DIR"].is_null());
@@ -135,7 +114,7 @@ fn env_prints_the_contract_for_each_shell() {
 
 #[test]
 fn env_output_evaluates_in_a_real_shell_with_secret_dummies() {
-    let home = home_listening_on(18_002);
+    let home = bin::home_listening_on(18_002);
     let secret = add_secret(home.path(), "AGENT_API_KEY", "sk-real-env-eval-0123456789");
     let script = format!(
         "eval \"$('{}' --home '{}' env)\"; printf '%s|%s|%s' \"$HTTPS_PROXY\" \"$AGENT_API_KEY\" \"${{SSL_CERT_DIR-unset}}\"",
@@ -157,10 +136,10 @@ fn env_output_evaluates_in_a_real_shell_with_secret_dummies() {
 
 #[test]
 fn run_scopes_the_environment_to_the_child_and_keeps_real_secrets_out() {
-    let home = home_listening_on(free_port());
+    let home = bin::home_listening_on(bin::free_port());
     let real = "sk-real-run-scope-0123456789";
     let secret = add_secret(home.path(), "AGENT_API_KEY", real);
-    let mut cmd = keygate(home.path(), &["run", "--", "env"]);
+    let mut cmd = bin::keygate_keyutils(home.path(), &["run", "--", "env"]);
     cmd.env("AGENT_API_KEY", real)
         .env("SOME_OTHER_COPY", format!("Bearer {real}"))
         .env("SSL_CERT_DIR", "/etc/ssl/certs")
@@ -202,9 +181,12 @@ fn run_scopes_the_environment_to_the_child_and_keeps_real_secrets_out() {
 
 #[test]
 fn run_serves_the_child_through_an_embedded_proxy_and_stops_it() {
-    let home = home_listening_on(free_port());
+    let home = bin::home_listening_on(bin::free_port());
     let script = "curl -sS --max-time 10 https://keygate.test/health";
-    let out = bin::run(keygate(home.path(), &["run", "--", "sh", "-c", script]));
+    let out = bin::run(bin::keygate_keyutils(
+        home.path(),
+        &["run", "--", "sh", "-c", script],
+    ));
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(
         out.stdout.contains("\"tls\":true"),
@@ -216,18 +198,18 @@ fn run_serves_the_child_through_an_embedded_proxy_and_stops_it() {
 
 #[test]
 fn run_reuses_a_keygate_already_listening_with_the_same_ca() {
-    let port = free_port();
-    let home = home_listening_on(port);
-    let running = Running::start(keygate(home.path(), &["start"]));
+    let port = bin::free_port();
+    let home = bin::home_listening_on(port);
+    let running = Running::start(bin::keygate_keyutils(home.path(), &["start"]));
     assert_eq!(running.addr.port(), port);
-    let out = bin::run(keygate(
+    let out = bin::run(bin::keygate_keyutils(
         home.path(),
         &["run", "--", "sh", "-c", "printf %s \"$HTTPS_PROXY\""],
     ));
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(out.stdout, format!("http://127.0.0.1:{port}"));
     // Policy flags ask for a private proxy with that policy.
-    let flagged = bin::run(keygate(
+    let flagged = bin::run(bin::keygate_keyutils(
         home.path(),
         &[
             "run",
@@ -246,9 +228,14 @@ fn run_reuses_a_keygate_already_listening_with_the_same_ca() {
 
 #[test]
 fn run_returns_the_childs_exit_code() {
-    let home = home_listening_on(free_port());
-    let exit =
-        |script: &str| bin::run(keygate(home.path(), &["run", "--", "sh", "-c", script])).code;
+    let home = bin::home_listening_on(bin::free_port());
+    let exit = |script: &str| {
+        bin::run(bin::keygate_keyutils(
+            home.path(),
+            &["run", "--", "sh", "-c", script],
+        ))
+        .code
+    };
     assert_eq!(exit("exit 0"), Some(0));
     assert_eq!(exit("exit 7"), Some(7));
     assert_eq!(
@@ -256,18 +243,21 @@ fn run_returns_the_childs_exit_code() {
         Some(128 + 15),
         "a signal is reported like a shell does"
     );
-    let missing = bin::run(keygate(home.path(), &["run", "--", "/nonexistent/program"]));
+    let missing = bin::run(bin::keygate_keyutils(
+        home.path(),
+        &["run", "--", "/nonexistent/program"],
+    ));
     assert_eq!(missing.code, Some(127), "{missing:?}");
     assert!(missing.stderr.contains("/nonexistent/program"));
-    let usage = bin::run(keygate(home.path(), &["run"]));
+    let usage = bin::run(bin::keygate_keyutils(home.path(), &["run"]));
     assert_eq!(usage.code, Some(2), "no command is a usage error");
 }
 
 #[test]
 fn run_forwards_signals_to_the_child() {
-    let home = home_listening_on(free_port());
+    let home = bin::home_listening_on(bin::free_port());
     let script = "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.05; done";
-    let mut cmd = keygate(home.path(), &["run", "--", "sh", "-c", script]);
+    let mut cmd = bin::keygate_keyutils(home.path(), &["run", "--", "sh", "-c", script]);
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -307,8 +297,8 @@ fn run_forwards_signals_to_the_child() {
 
 #[test]
 fn doctor_explains_a_missing_secret_and_passes_the_rest() {
-    let home = home_listening_on(free_port());
-    let fresh = bin::run(keygate(home.path(), &["doctor"]));
+    let home = bin::home_listening_on(bin::free_port());
+    let fresh = bin::run(bin::keygate_keyutils(home.path(), &["doctor"]));
     assert_eq!(fresh.code, Some(1), "no CA yet: {fresh:?}");
     assert!(
         fresh.stdout.contains("[FAIL] CA") && fresh.stdout.contains("keygate ca init"),
@@ -316,7 +306,7 @@ fn doctor_explains_a_missing_secret_and_passes_the_rest() {
         fresh.stdout
     );
     assert_eq!(
-        bin::run(keygate(home.path(), &["ca", "init"])).code,
+        bin::run(bin::keygate_keyutils(home.path(), &["ca", "init"])).code,
         Some(0)
     );
     let secret = add_secret(home.path(), "AGENT_API_KEY", "sk-real-doctor-0123456789");
@@ -324,7 +314,7 @@ fn doctor_explains_a_missing_secret_and_passes_the_rest() {
     store
         .delete(&secret.name)
         .expect("delete the value, keep the registry entry");
-    let out = bin::run(keygate(home.path(), &["doctor"]));
+    let out = bin::run(bin::keygate_keyutils(home.path(), &["doctor"]));
     assert_eq!(out.code, Some(1), "{out:?}");
     let fail = out
         .stdout

@@ -19,42 +19,6 @@ use crate::support::pki::TestPki;
 use crate::support::secret::unique;
 use crate::support::upstream::TlsUpstream;
 
-/// Removes a keyutils entry even when the test fails.
-struct Entry(String);
-
-impl Drop for Entry {
-    fn drop(&mut self) {
-        if let Ok(store) = keyring::open(Some("keyutils")) {
-            let _ = store.delete(&self.0);
-        }
-    }
-}
-
-/// `keygate --home HOME ARGS...` on the keyutils keyring.
-fn keygate(home: &Path, args: &[&str]) -> Command {
-    let mut cmd = bin::keygate(home);
-    cmd.env("KEYGATE_KEYRING", "keyutils").args(args);
-    cmd
-}
-
-/// A home whose keygate.yaml listens on `addr` (a port nothing answers on unless a test
-/// starts something there).
-fn home_listening_on(addr: &str) -> tempfile::TempDir {
-    let home = tempfile::tempdir().expect("home");
-    std::fs::write(
-        home.path().join("keygate.yaml"),
-        format!("listen: {addr}\n"),
-    )
-    .expect("yaml");
-    home
-}
-
-/// A loopback address that was free a moment ago.
-fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").to_string()
-}
-
 fn kill(signal: &str, pid: u32) {
     let sent = Command::new("kill")
         .arg(format!("-{signal}"))
@@ -70,7 +34,7 @@ fn kill(signal: &str, pid: u32) {
 
 #[test]
 fn run_exits_126_for_a_command_that_cannot_be_executed_and_127_for_one_not_found() {
-    let home = home_listening_on(&free_addr());
+    let home = bin::home_listening_on(bin::free_port());
     let dir = tempfile::tempdir().expect("dir");
     let script = dir.path().join("not-executable.sh");
     std::fs::write(&script, "#!/bin/sh\necho should-not-run\n").expect("script");
@@ -80,7 +44,10 @@ fn run_exits_126_for_a_command_that_cannot_be_executed_and_127_for_one_not_found
     let missing = format!("keygate-no-such-command-{}", unique());
 
     for (program, code) in [(&script, 126), (&directory, 126), (&missing, 127)] {
-        let out = bin::run(keygate(home.path(), &["run", "--", program, "arg"]));
+        let out = bin::run(bin::keygate_keyutils(
+            home.path(),
+            &["run", "--", program, "arg"],
+        ));
         assert_eq!(out.code, Some(code), "{program}: {out:?}");
         assert!(
             out.stderr.contains("cannot run") && out.stderr.contains(program.as_str()),
@@ -95,16 +62,16 @@ fn run_exits_126_for_a_command_that_cannot_be_executed_and_127_for_one_not_found
 fn run_does_not_reuse_a_keygate_with_another_ca_on_the_listen_address() {
     // A foreign keygate (its own home, its own CA) on an ephemeral port.
     let foreign_home = tempfile::tempdir().expect("foreign home");
-    let foreign = Running::start(keygate(
+    let foreign = Running::start(bin::keygate_keyutils(
         foreign_home.path(),
         &["start", "--listen", "127.0.0.1:0"],
     ));
     let foreign_url = format!("http://{}", foreign.addr);
 
     // The run's home points `listen` at it, but has a CA of its own.
-    let home = home_listening_on(&foreign.addr.to_string());
+    let home = bin::home_listening_on(foreign.addr.port());
     assert_eq!(
-        bin::run(keygate(home.path(), &["ca", "init"])).code,
+        bin::run(bin::keygate_keyutils(home.path(), &["ca", "init"])).code,
         Some(0)
     );
     let ours = std::fs::read(home.path().join("ca/keygate-ca.pem")).expect("our CA");
@@ -113,7 +80,10 @@ fn run_does_not_reuse_a_keygate_with_another_ca_on_the_listen_address() {
 
     let script = "printf '%s\\n' \"$HTTPS_PROXY\"; \
                   curl -sS --max-time 10 https://keygate.test/ca.pem";
-    let out = bin::run(keygate(home.path(), &["run", "--", "sh", "-c", script]));
+    let out = bin::run(bin::keygate_keyutils(
+        home.path(),
+        &["run", "--", "sh", "-c", script],
+    ));
     assert_eq!(out.code, Some(0), "{out:?}");
     let (proxy, ca_seen) = out.stdout.split_once('\n').expect("two outputs");
     assert!(proxy.starts_with("http://127.0.0.1:"), "{proxy}");
@@ -147,7 +117,7 @@ struct Background {
 
 impl Background {
     fn spawn(home: &Path, script: &str) -> Background {
-        let mut cmd = keygate(home, &["run", "--", "sh", "-c", script]);
+        let mut cmd = bin::keygate_keyutils(home, &["run", "--", "sh", "-c", script]);
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -205,7 +175,7 @@ const IDLE: &str = "i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; e
 
 #[test]
 fn run_forwards_hup_and_usr1_and_returns_the_childs_exit_code() {
-    let home = home_listening_on(&free_addr());
+    let home = bin::home_listening_on(bin::free_port());
     let script =
         format!("trap 'echo got-hup' HUP; trap 'echo got-usr1; exit 3' USR1; echo ready; {IDLE}");
     let mut run = Background::spawn(home.path(), &script);
@@ -219,7 +189,7 @@ fn run_forwards_hup_and_usr1_and_returns_the_childs_exit_code() {
 
 #[test]
 fn run_forwards_int_without_a_terminal_and_reports_a_signal_death_as_128_plus_n() {
-    let home = home_listening_on(&free_addr());
+    let home = bin::home_listening_on(bin::free_port());
     // INT is trapped; USR2 is not, so it ends the shell.
     let script = format!("trap 'echo got-int' INT; echo ready; {IDLE}");
     let mut run = Background::spawn(home.path(), &script);
@@ -246,10 +216,10 @@ fn run_forwards_int_without_a_terminal_and_reports_a_signal_death_as_128_plus_n(
 fn secret_add_refuses_a_value_that_contains_the_dummy_and_stores_nothing() {
     let home = tempfile::tempdir().expect("home");
     let name = format!("kgedge-{}", unique());
-    let _entry = Entry(name.clone());
+    let _entry = bin::KeyutilsEntry(name.clone());
     let dummy = format!("keygate-dummy-edge-{}", unique());
     for value in [dummy.clone(), format!("sk-{dummy}-tail")] {
-        let mut cmd = keygate(
+        let mut cmd = bin::keygate_keyutils(
             home.path(),
             &[
                 "secret",
@@ -281,19 +251,19 @@ fn secret_add_refuses_a_value_that_contains_the_dummy_and_stores_nothing() {
         store.get(&name).expect("keyring get").is_none(),
         "nothing stored in the keyring"
     );
-    let list = bin::run(keygate(home.path(), &["secret", "list"]));
+    let list = bin::run(bin::keygate_keyutils(home.path(), &["secret", "list"]));
     assert_eq!(list.code, Some(0), "{list:?}");
     assert!(!list.stdout.contains(&name), "not registered: {list:?}");
 }
 
 #[test]
 fn secret_add_dummy_flag_sets_the_dummy_that_list_and_env_show() {
-    let home = home_listening_on(&free_addr());
+    let home = bin::home_listening_on(bin::free_port());
     let name = format!("kgedge-{}", unique());
-    let _entry = Entry(name.clone());
+    let _entry = bin::KeyutilsEntry(name.clone());
     let dummy = format!("my-own-dummy-{}", unique());
     let value = format!("sk-real-edge-{}", unique());
-    let mut cmd = keygate(
+    let mut cmd = bin::keygate_keyutils(
         home.path(),
         &[
             "secret",
@@ -314,7 +284,7 @@ fn secret_add_dummy_flag_sets_the_dummy_that_list_and_env_show() {
     assert_eq!(out.code, Some(0), "{:?} {}", out.code, out.stderr);
     assert_eq!(out.stdout.lines().last(), Some(dummy.as_str()));
 
-    let list = bin::run(keygate(home.path(), &["secret", "list"]));
+    let list = bin::run(bin::keygate_keyutils(home.path(), &["secret", "list"]));
     assert_eq!(list.code, Some(0), "{:?} {}", list.code, list.stderr);
     let line = list
         .stdout
@@ -324,7 +294,7 @@ fn secret_add_dummy_flag_sets_the_dummy_that_list_and_env_show() {
     assert!(line.contains(&dummy), "{line}");
     assert!(line.contains("stored: yes"), "{line}");
 
-    let env = bin::run(keygate(home.path(), &["env"]));
+    let env = bin::run(bin::keygate_keyutils(home.path(), &["env"]));
     assert_eq!(env.code, Some(0), "{:?} {}", env.code, env.stderr);
     let expected = format!("export EDGE_API_KEY='{dummy}'");
     assert!(
@@ -347,14 +317,14 @@ fn secret_add_dummy_flag_sets_the_dummy_that_list_and_env_show() {
 fn secret_list_says_stored_no_for_a_hand_written_entry_without_a_value() {
     let home = tempfile::tempdir().expect("home");
     let name = format!("kgedge-{}", unique());
-    let _entry = Entry(name.clone());
+    let _entry = bin::KeyutilsEntry(name.clone());
     let dummy = format!("keygate-dummy-hand-{}", unique());
     std::fs::write(
         home.path().join("secrets.yaml"),
         format!("- name: {name}\n  hosts: [api.hand.test]\n  dummy: {dummy}\n"),
     )
     .expect("secrets.yaml");
-    let list = bin::run(keygate(home.path(), &["secret", "list"]));
+    let list = bin::run(bin::keygate_keyutils(home.path(), &["secret", "list"]));
     assert_eq!(list.code, Some(0), "{list:?}");
     let line = list
         .stdout
@@ -408,7 +378,7 @@ fn start_deny_flag_beats_allow_and_sigint_exits_0() {
     // Stands in for ok.deny.test, so that no name is looked up beyond this machine.
     let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let resolve = format!("ok.deny.test:443={}", upstream.local_addr().expect("addr"));
-    let running = Running::start(keygate(
+    let running = Running::start(bin::keygate_keyutils(
         home.path(),
         &[
             "start",
@@ -470,7 +440,7 @@ async fn start_trusts_an_upstream_root_given_by_ssl_cert_file() {
         let mut codes = Vec::new();
         for trust in [Some(&root), None] {
             let home = tempfile::tempdir().expect("home");
-            let mut cmd = keygate(
+            let mut cmd = bin::keygate_keyutils(
                 home.path(),
                 &[
                     "start",
@@ -531,7 +501,7 @@ fn certs_in(path: &Path) -> Vec<CertificateDer<'static>> {
 }
 
 fn bundle_with(home: &Path, args: &[&str], cert_file: &Path) -> Vec<CertificateDer<'static>> {
-    let mut cmd = keygate(home, args);
+    let mut cmd = bin::keygate_keyutils(home, args);
     cmd.env("SSL_CERT_FILE", cert_file);
     let out = bin::run(cmd);
     assert_eq!(out.code, Some(0), "{args:?}: {out:?}");

@@ -9,8 +9,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{Method, StatusCode, Version};
 use keygate::ca::Ca;
 use keygate::home::Home;
-use keygate::secrets::SecretStore;
-use keygate::secrets::keyring;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
@@ -35,51 +33,14 @@ methods: [POST]
 paths: ["/v1/*"]
 "#;
 
-/// Removes a keyutils value when the test ends, even on failure.
-struct Entry(String);
-
-impl Drop for Entry {
-    fn drop(&mut self) {
-        if let Ok(store) = keyring::open(Some("keyutils")) {
-            let _ = store.delete(&self.0);
-        }
-    }
-}
-
-fn keygate(home: &Path, args: &[&str]) -> Command {
-    let mut cmd = bin::keygate(home);
-    cmd.env("KEYGATE_KEYRING", "keyutils").args(args);
-    cmd
-}
-
 fn check(home: &Path) -> Output {
-    bin::run(keygate(home, &["check"]))
-}
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// A home whose keygate.yaml listens on `127.0.0.1:port`.
-fn home_listening_on(port: u16) -> tempfile::TempDir {
-    let home = tempfile::tempdir().expect("home");
-    std::fs::write(
-        home.path().join("keygate.yaml"),
-        format!("listen: 127.0.0.1:{port}\n"),
-    )
-    .expect("keygate.yaml");
-    home
+    bin::run(bin::keygate_keyutils(home, &["check"]))
 }
 
 /// `keygate secret add` of a fresh keyutils secret bound to `api.diag.test`.
-fn add_secret(home: &Path) -> Entry {
+fn add_secret(home: &Path) -> bin::KeyutilsEntry {
     let name = format!("kgdiag-{}", unique());
-    let mut cmd = keygate(
+    let mut cmd = bin::keygate_keyutils(
         home,
         &[
             "secret",
@@ -92,7 +53,7 @@ fn add_secret(home: &Path) -> Entry {
         ],
     );
     cmd.env("DIAG_VALUE", format!("sk-real-diag-{}", unique()));
-    let entry = Entry(name);
+    let entry = bin::KeyutilsEntry(name);
     let out = bin::run(cmd);
     assert_eq!(out.code, Some(0), "secret add: {out:?}");
     entry
@@ -246,13 +207,13 @@ fn rows<'a>(out: &'a Output, prefix: &str) -> Vec<&'a str> {
 
 #[test]
 fn doctor_exits_0_with_a_ca_a_reachable_keyring_and_a_stored_secret() {
-    let home = home_listening_on(free_port());
+    let home = bin::home_listening_on(bin::free_port());
     assert_eq!(
-        bin::run(keygate(home.path(), &["ca", "init"])).code,
+        bin::run(bin::keygate_keyutils(home.path(), &["ca", "init"])).code,
         Some(0)
     );
     let secret = add_secret(home.path());
-    let out = bin::run(keygate(home.path(), &["doctor"]));
+    let out = bin::run(bin::keygate_keyutils(home.path(), &["doctor"]));
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(rows(&out, "[FAIL]").is_empty(), "{}", out.stdout);
     for ok in ["config", "registry", "CA", "bundle", "keyring", "curl"] {
@@ -288,11 +249,11 @@ fn doctor_exits_0_with_a_ca_a_reachable_keyring_and_a_stored_secret() {
 
 #[test]
 fn doctor_reports_a_keygate_running_on_the_listen_address_as_ok() {
-    let port = free_port();
-    let home = home_listening_on(port);
-    let keygate_start = Running::start(keygate(home.path(), &["start"]));
+    let port = bin::free_port();
+    let home = bin::home_listening_on(port);
+    let keygate_start = Running::start(bin::keygate_keyutils(home.path(), &["start"]));
     assert_eq!(keygate_start.addr.port(), port);
-    let out = bin::run(keygate(home.path(), &["doctor"]));
+    let out = bin::run(bin::keygate_keyutils(home.path(), &["doctor"]));
     let _ = keygate_start.terminate();
     assert_eq!(out.code, Some(0), "{out:?}");
     let listener = rows(&out, "[ok  ] listener");
@@ -336,9 +297,9 @@ fn write_ca_valid_for(home: &Path, days: u64) {
 
 #[test]
 fn doctor_warns_when_the_ca_expires_within_30_days() {
-    let home = home_listening_on(free_port());
+    let home = bin::home_listening_on(bin::free_port());
     write_ca_valid_for(home.path(), 10);
-    let out = bin::run(keygate(home.path(), &["doctor"]));
+    let out = bin::run(bin::keygate_keyutils(home.path(), &["doctor"]));
     let ca = rows(&out, "[warn] CA");
     assert_eq!(ca.len(), 1, "{}", out.stdout);
     assert!(
@@ -575,25 +536,28 @@ async fn start_verbose_adds_debug_lines_and_rust_log_overrides_the_level() {
 
 #[test]
 fn env_and_run_are_quiet_on_stderr_unless_asked() {
-    let home = home_listening_on(free_port());
+    let home = bin::home_listening_on(bin::free_port());
     assert_eq!(
-        bin::run(keygate(home.path(), &["ca", "init"])).code,
+        bin::run(bin::keygate_keyutils(home.path(), &["ca", "init"])).code,
         Some(0)
     );
-    let env = bin::run(keygate(home.path(), &["env"]));
+    let env = bin::run(bin::keygate_keyutils(home.path(), &["env"]));
     assert_eq!(env.code, Some(0), "{env:?}");
     assert!(env.stdout.contains("HTTPS_PROXY"), "{}", env.stdout);
     assert_eq!(env.stderr, "", "keygate env is quiet");
 
-    let run = bin::run(keygate(home.path(), &["run", "--", "true"]));
+    let run = bin::run(bin::keygate_keyutils(home.path(), &["run", "--", "true"]));
     assert_eq!(run.code, Some(0), "{run:?}");
     assert_eq!(run.stderr, "", "keygate run is quiet (warnings only)");
 
     // The embedded proxy logs its shutdown at info: visible with -v or RUST_LOG.
-    let verbose = bin::run(keygate(home.path(), &["-v", "run", "--", "true"]));
+    let verbose = bin::run(bin::keygate_keyutils(
+        home.path(),
+        &["-v", "run", "--", "true"],
+    ));
     assert_eq!(verbose.code, Some(0), "{verbose:?}");
     assert!(verbose.stderr.contains("INFO"), "{}", verbose.stderr);
-    let mut cmd = keygate(home.path(), &["run", "--", "true"]);
+    let mut cmd = bin::keygate_keyutils(home.path(), &["run", "--", "true"]);
     cmd.env("RUST_LOG", "keygate=info");
     let overridden = bin::run(cmd);
     assert_eq!(overridden.code, Some(0), "{overridden:?}");

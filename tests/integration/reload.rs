@@ -6,7 +6,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use http::{StatusCode, Version};
-use keygate::secrets::{SecretStore, keyring};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
@@ -18,17 +17,6 @@ use crate::support::pki::TestPki;
 use crate::support::secret::unique;
 
 const HOST: &str = "api.reload.test";
-
-/// Removes the keyutils entry even when the test fails.
-struct Entry(String);
-
-impl Drop for Entry {
-    fn drop(&mut self) {
-        if let Ok(store) = keyring::open(Some("keyutils")) {
-            let _ = store.delete(&self.0);
-        }
-    }
-}
 
 fn add(home: &std::path::Path, name: &str, value: &str) -> String {
     let mut cmd = bin::keygate(home);
@@ -102,7 +90,7 @@ async fn sighup_reloads_a_rotated_secret_and_survives_a_broken_config() {
     let home = tempfile::tempdir().expect("home");
     let root = pki.write_root(home.path());
     let name = format!("reload-{}", unique());
-    let _entry = Entry(name.clone());
+    let _entry = bin::KeyutilsEntry(name.clone());
     let (first, second) = (format!("sk-first-{name}"), format!("sk-second-{name}"));
     let dummy = add(home.path(), &name, &first);
 
@@ -185,7 +173,7 @@ async fn sighup_applies_a_new_deny_and_a_removed_secret_and_keeps_the_start_flag
     let home = tempfile::tempdir().expect("home");
     let root = pki.write_root(home.path());
     let name = format!("reload-{}", unique());
-    let _entry = Entry(name.clone());
+    let _entry = bin::KeyutilsEntry(name.clone());
     let value = format!("sk-reload-{name}");
     let dummy = add(home.path(), &name, &value);
 

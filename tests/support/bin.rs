@@ -199,3 +199,43 @@ impl Drop for Running {
         }
     }
 }
+
+/// `keygate ARGS...` with `home` on the keyutils keyring (the backend tests use).
+pub fn keygate_keyutils(home: &Path, args: &[&str]) -> Command {
+    let mut cmd = keygate(home);
+    cmd.env("KEYGATE_KEYRING", "keyutils").args(args);
+    cmd
+}
+
+/// Removes the keyutils value of secret `0` when dropped, even when the test fails.
+pub struct KeyutilsEntry(pub String);
+
+impl Drop for KeyutilsEntry {
+    fn drop(&mut self) {
+        use keygate::secrets::SecretStore;
+        if let Ok(store) = keygate::secrets::keyring::open(Some("keyutils")) {
+            let _ = store.delete(&self.0);
+        }
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A home whose keygate.yaml listens on `127.0.0.1:port` (nothing answers there unless
+/// a test starts something, so `run` embeds its own proxy).
+pub fn home_listening_on(port: u16) -> tempfile::TempDir {
+    let home = tempfile::tempdir().expect("home");
+    std::fs::write(
+        home.path().join("keygate.yaml"),
+        format!("listen: 127.0.0.1:{port}\n"),
+    )
+    .expect("keygate.yaml");
+    home
+}
