@@ -170,3 +170,18 @@ pub fn credentials_for(
         proxy_credentials().map(Some)
     }
 }
+
+/// Takes group and other access off keygate's own files ([`Home::tighten`]) and warns
+/// about each change; `start` and `run` call it before they open the audit log.
+pub fn tighten_home(home: &Home) -> Result<(), Failure> {
+    let changes = home.tighten().map_err(|e| {
+        anyhow!(
+            "checking the permissions under {}: {e}",
+            home.root().display()
+        )
+    })?;
+    for change in changes {
+        tracing::warn!("{change}");
+    }
+    Ok(())
+}

@@ -115,12 +115,7 @@ impl Embedded {
             .await
             .context("binding an embedded proxy on 127.0.0.1")?;
         let addr = listener.local_addr()?;
-        for change in home
-            .tighten()
-            .with_context(|| format!("checking the permissions under {}", home.root().display()))?
-        {
-            tracing::warn!("{change}");
-        }
+        super::tighten_home(home)?;
         let (audit, _writer) = AuditLog::open(&home.audit_log())
             .with_context(|| format!("opening {}", home.audit_log().display()))?;
         let policy = config.policy(secrets.host_patterns());

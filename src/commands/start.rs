@@ -24,12 +24,7 @@ pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
     home.ensure_dirs()
         .with_context(|| format!("creating {}", home.root().display()))?;
     let ca = super::ca::ensure_ca(home)?;
-    for change in home
-        .tighten()
-        .with_context(|| format!("checking the permissions under {}", home.root().display()))?
-    {
-        tracing::warn!("{change}");
-    }
+    super::tighten_home(home)?;
     let (audit, writer) = AuditLog::open(&home.audit_log())
         .with_context(|| format!("opening {}", home.audit_log().display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

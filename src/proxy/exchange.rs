@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use http::header::{CONNECTION, HOST, HeaderName, UPGRADE};
@@ -218,8 +219,8 @@ fn bridge(
         // Counted as they go: an idle close or a shutdown drops the copy mid-way.
         let moved = format!(
             "{} bytes up, {} bytes down",
-            sent_up.load(std::sync::atomic::Ordering::Relaxed),
-            sent_down.load(std::sync::atomic::Ordering::Relaxed)
+            sent_up.load(Ordering::Relaxed),
+            sent_down.load(Ordering::Relaxed)
         );
         flow.update(|e| {
             e.reason = Some(match ended {

@@ -34,11 +34,7 @@ pub async fn handle(
     }
     let limits = proxy.current().config.limits;
     if let Err(err) = super::headers::check_head(req.uri(), req.headers(), &limits) {
-        let mut event = Event::new(client.to_string(), Kind::Request, Verdict::Deny);
-        if req.method() == Method::CONNECT {
-            event.kind = Kind::Connect;
-        }
-        event.method = Some(req.method().to_string());
+        let mut event = refused_event(&client, &req);
         if let Some(host) = req.uri().host() {
             event.host = Some(host.to_string());
         }
@@ -76,14 +72,23 @@ fn not_a_proxy_request(
 
 /// A request without the required proxy credentials: 407, logged and audited.
 fn unauthenticated(proxy: &Proxy, client: &ClientInfo, req: &Request<Incoming>) -> Response<Body> {
-    let mut event = Event::new(client.to_string(), Kind::Request, Verdict::Deny);
-    if req.method() == Method::CONNECT {
-        event.kind = Kind::Connect;
-    }
-    event.method = Some(req.method().to_string());
+    let mut event = refused_event(client, req);
     event.reason = Some("proxy-auth-required: missing or wrong proxy credentials".into());
     event.status = Some(407);
     tracing::warn!(client = %client.peer, "{} refused: missing or wrong proxy credentials", req.method());
     proxy.audit.record(event);
     super::auth::challenge()
+}
+
+/// The audit event of a request refused before it is handled: a `connect` or a
+/// `request` by its method.
+fn refused_event(client: &ClientInfo, req: &Request<Incoming>) -> Event {
+    let kind = if req.method() == Method::CONNECT {
+        Kind::Connect
+    } else {
+        Kind::Request
+    };
+    let mut event = Event::new(client.to_string(), kind, Verdict::Deny);
+    event.method = Some(req.method().to_string());
+    event
 }

@@ -201,7 +201,8 @@ fn matches_any(patterns: &[HostPattern], host: &Host, port: u16) -> bool {
 }
 
 /// Asks the corporate proxy for a tunnel to `target` with hyper's client (no hand-written
-/// HTTP), then takes the TCP stream back out of the upgrade.
+/// HTTP), then takes the TCP stream back out of the upgrade. Bounded by the caller's
+/// `upstream_connect_timeout`.
 async fn via_proxy(
     stream: TcpStream,
     target: &str,
@@ -211,37 +212,34 @@ async fn via_proxy(
         proxy: proxy.to_string(),
         what,
     };
-    let work = async {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        tokio::spawn(conn.with_upgrades());
-        let request = http::Request::connect(target)
-            .header(http::header::HOST, target)
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .map_err(|e| fail(e.to_string()))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(fail(format!(
-                "CONNECT {target} answered {}",
-                response.status()
-            )));
-        }
-        let upgraded = hyper::upgrade::on(response)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let parts = upgraded
-            .downcast::<TokioIo<TcpStream>>()
-            .map_err(|_| fail("unexpected connection type after CONNECT".into()))?;
-        if !parts.read_buf.is_empty() {
-            return Err(fail("the proxy sent data before the client spoke".into()));
-        }
-        Ok(parts.io.into_inner())
-    };
-    work.await
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    tokio::spawn(conn.with_upgrades());
+    let request = http::Request::connect(target)
+        .header(http::header::HOST, target)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| fail(e.to_string()))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(fail(format!(
+            "CONNECT {target} answered {}",
+            response.status()
+        )));
+    }
+    let upgraded = hyper::upgrade::on(response)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let parts = upgraded
+        .downcast::<TokioIo<TcpStream>>()
+        .map_err(|_| fail("unexpected connection type after CONNECT".into()))?;
+    if !parts.read_buf.is_empty() {
+        return Err(fail("the proxy sent data before the client spoke".into()));
+    }
+    Ok(parts.io.into_inner())
 }
 
 /// The upstream host and port a pooled request URI names (default port by scheme).

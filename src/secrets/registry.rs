@@ -308,27 +308,21 @@ impl Registry {
         }
         let entries: Vec<SecretEntry> =
             serde_yaml::from_str(text).map_err(|e| yaml_error(&e, path))?;
-        // Each entry on its own first, so that an error can point at its line.
-        for (index, entry) in entries.iter().enumerate() {
-            if let Err(message) = entry.validate() {
-                return Err(match locate(text, index, &message) {
-                    Some((line, column)) => ConfigError::At {
-                        path: path.to_path_buf(),
-                        line,
-                        column,
-                        message,
-                    },
-                    None => ConfigError::File {
-                        path: path.to_path_buf(),
-                        message,
-                    },
-                });
-            }
-        }
         let registry = Registry { entries };
-        registry.bindings().map_err(|message| ConfigError::File {
-            path: path.to_path_buf(),
-            message,
+        registry.validated().map_err(|(entry, message)| {
+            // An error of one entry points at its line; one of the whole registry cannot.
+            match entry.and_then(|index| locate(text, index, &message)) {
+                Some((line, column)) => ConfigError::At {
+                    path: path.to_path_buf(),
+                    line,
+                    column,
+                    message,
+                },
+                None => ConfigError::File {
+                    path: path.to_path_buf(),
+                    message,
+                },
+            }
         })?;
         Ok(registry)
     }
@@ -344,22 +338,32 @@ impl Registry {
     /// Validates every entry and the registry as a whole: unique names, env vars and
     /// dummies, and no dummy inside another (the swap would be ambiguous).
     pub fn bindings(&self) -> Result<Vec<Binding>, String> {
+        self.validated().map_err(|(_, message)| message)
+    }
+
+    /// [`Registry::bindings`], with the index of the entry an error is about (`None` for
+    /// an error between entries).
+    fn validated(&self) -> Result<Vec<Binding>, (Option<usize>, String)> {
         let bindings = self
             .entries
             .iter()
-            .map(SecretEntry::validate)
+            .enumerate()
+            .map(|(index, entry)| entry.validate().map_err(|e| (Some(index), e)))
             .collect::<Result<Vec<_>, _>>()?;
         let mut names = HashSet::new();
         let mut envs = HashSet::new();
         for b in &bindings {
             if !names.insert(b.name.as_str()) {
-                return Err(format!("secret `{}` is registered twice", b.name));
+                return Err((None, format!("secret `{}` is registered twice", b.name)));
             }
             for env in &b.env {
                 if !envs.insert(env.as_str()) {
-                    return Err(format!(
-                        "env `{env}` is claimed by two secrets (second: `{}`)",
-                        b.name
+                    return Err((
+                        None,
+                        format!(
+                            "env `{env}` is claimed by two secrets (second: `{}`)",
+                            b.name
+                        ),
                     ));
                 }
             }
@@ -367,9 +371,12 @@ impl Registry {
         for a in &bindings {
             for b in &bindings {
                 if a.name != b.name && b.dummy.contains(&a.dummy) {
-                    return Err(format!(
-                        "the dummy of `{}` occurs inside the dummy of `{}`; give one of them another dummy",
-                        a.name, b.name
+                    return Err((
+                        None,
+                        format!(
+                            "the dummy of `{}` occurs inside the dummy of `{}`; give one of them another dummy",
+                            a.name, b.name
+                        ),
                     ));
                 }
             }
