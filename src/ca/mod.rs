@@ -6,6 +6,7 @@
 
 mod bundle;
 mod leaf;
+mod session;
 
 use std::fs;
 use std::io;
@@ -20,6 +21,9 @@ use time::{Duration, OffsetDateTime};
 
 pub use bundle::{BundleStatus, bundle_pem, write_bundle};
 pub use leaf::{LeafCert, LeafIssuer};
+pub use session::{
+    NOTHING_DNS, Permit, SESSION_CA_COMMON_NAME, SESSION_CA_VALIDITY, normalize_permits,
+};
 
 use crate::home::{self, Home};
 
