@@ -2,13 +2,15 @@
 //!
 //! An [`Addon`] has hooks with no-op defaults; a [`Pipeline`] runs them in order. Per-flow
 //! state lives in an explicit [`FlowContext`]. Built-ins, one file each, in the order
-//! they run: [`host_check`] (Host = CONNECT host), [`tripwire`] (a dummy going where it is
-//! not bound), [`privilege`] (per-secret methods/paths), [`swap`] (dummy → real), and on
-//! the way back [`scrub`] (real → dummy). Addons are pure functions of their inputs:
+//! they run: [`host_check`] (Host = CONNECT host), [`phantom`] (a session accepts only its
+//! own dummies; a session's dummy is refused anywhere else), [`tripwire`] (a dummy going
+//! where it is not bound), [`privilege`] (per-secret methods/paths), [`swap`] (dummy →
+//! real), and on the way back [`scrub`] (real → dummy). Addons are pure functions of their inputs:
 //! no sockets, no keyring; the audit record is written by the proxy from the context.
 
 pub mod host_check;
 pub mod inspect;
+pub mod phantom;
 pub mod privilege;
 pub mod scrub;
 pub mod swap;
@@ -138,10 +140,12 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Default for Pipeline {
-    /// The built-in pipeline: host check, tripwire, least privilege, swap, scrub.
+    /// The built-in pipeline: host check, phantoms, tripwire, least privilege, swap,
+    /// scrub.
     fn default() -> Pipeline {
         Pipeline::new(vec![
             Box::new(host_check::HostCheck),
+            Box::new(phantom::Phantoms),
             Box::new(tripwire::Tripwire),
             Box::new(privilege::LeastPrivilege),
             Box::new(swap::Swap),

@@ -49,3 +49,16 @@ pub fn request(uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
     }
     builder.body(()).unwrap().into_parts().0
 }
+
+/// A flow on a session's listener: `bindings` with phantoms for dummies (their static
+/// dummies retired).
+pub fn session_flow_to(host: &str, bindings: Vec<Binding>, intercepted: bool) -> FlowContext {
+    let mut flow = flow_to(host, bindings, intercepted);
+    flow.secrets = Arc::new(flow.secrets.session().unwrap());
+    flow
+}
+
+/// The dummy of the flow's first secret (its phantom, in a session).
+pub fn first_dummy(flow: &FlowContext) -> String {
+    flow.secrets.iter().next().unwrap().dummy.clone()
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use aho_corasick::{AhoCorasick, MatchKind};
 use http::{HeaderName, Method};
 
+use super::phantom;
 use super::store::{SecretStore, StoreError};
 use super::value::SecretValue;
 use crate::policy::{Host, HostPattern};
@@ -93,12 +94,60 @@ pub fn has_dot_segments(path: &str) -> bool {
 }
 
 /// Every registered secret, with values read once at start (never per request).
-#[derive(Debug, Clone, Default)]
+///
+/// A *session* set ([`SecretSet::session`], a jailed `keygate run`) holds the session's
+/// phantom dummies ([`super::phantom`]) in its bindings and remembers the static dummies
+/// they replaced as *retired*: the session's listener refuses those.
+#[derive(Debug, Clone)]
 pub struct SecretSet {
     bindings: Vec<Arc<Binding>>,
     /// Every dummy in one automaton (pattern i is `bindings[i]`): finding which dummies a
     /// header value holds is one pass, however many secrets are registered.
     dummies: Option<AhoCorasick>,
+    /// True for a session's set.
+    session: bool,
+    /// In a session, the static dummy of `bindings[i]` (refused there); else empty.
+    retired: Vec<String>,
+    /// What [`SecretSet::alarm_in`] searches for, in one pass.
+    alarms: Alarms,
+    /// Where each binding's dummy has a marker, static or phantom ([`Mark`]).
+    marks: Vec<Mark>,
+}
+
+/// The searcher behind [`SecretSet::alarm_in`].
+#[derive(Debug, Clone)]
+enum Alarms {
+    /// Outside a session: the phantom marker's needle alone (a prebuilt SIMD finder).
+    Needle(Box<memchr::memmem::Finder<'static>>),
+    /// In a session: every retired dummy (pattern i is `bindings[i]`), then the needle.
+    /// Leftmost-first, so a retired dummy is reported before a needle inside it.
+    Automaton(AhoCorasick),
+}
+
+/// A marker in the dummy of `bindings[binding]`, at `at`.
+#[derive(Debug, Clone)]
+struct Mark {
+    binding: usize,
+    at: std::ops::Range<usize>,
+    /// A phantom marker (this set's own phantom) rather than a static one.
+    phantom: bool,
+}
+
+/// What [`SecretSet::alarm_in`] found.
+#[derive(Debug, Clone, Copy)]
+pub enum Alarm<'s> {
+    /// The static dummy of this binding, retired in this session.
+    Retired(&'s Arc<Binding>),
+    /// A phantom dummy that is not one of this set's own (another session's). With the
+    /// binding it is shaped like (same provider prefix and marker), if any: most likely
+    /// the same provider's secret in the session that made it.
+    Foreign(Option<&'s Arc<Binding>>),
+}
+
+impl Default for SecretSet {
+    fn default() -> SecretSet {
+        SecretSet::new(Vec::new())
+    }
 }
 
 /// What loading found missing: a registered secret with no value in the keyring.
@@ -111,14 +160,158 @@ pub struct Missing {
 impl SecretSet {
     /// A set from bindings whose values are already filled in (tests, reloads).
     pub fn new(bindings: Vec<Binding>) -> SecretSet {
+        SecretSet::build(bindings, false, Vec::new())
+    }
+
+    fn build(bindings: Vec<Binding>, session: bool, retired: Vec<String>) -> SecretSet {
         let dummies = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
             .build(bindings.iter().map(|b| b.dummy.as_bytes()))
             .ok();
+        let needle = Box::new(memchr::memmem::Finder::new(phantom::NEEDLE));
+        let patterns = retired.iter().map(String::as_bytes);
+        let alarms = match retired.is_empty() {
+            true => None,
+            false => AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(patterns.chain([phantom::NEEDLE]))
+                .ok(),
+        }
+        .map_or(Alarms::Needle(needle), Alarms::Automaton);
+        let marks = bindings
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                let dummy = b.dummy.as_bytes();
+                let (at, phantom) = match phantom::phantom_marker(dummy) {
+                    Some(at) => (at, true),
+                    None => (phantom::static_marker(dummy)?, false),
+                };
+                Some(Mark {
+                    binding: i,
+                    at,
+                    phantom,
+                })
+            })
+            .collect();
         SecretSet {
             bindings: bindings.into_iter().map(Arc::new).collect(),
             dummies,
+            session,
+            retired,
+            alarms,
+            marks,
         }
+    }
+
+    /// A session's set: the same bindings (hosts, limits, real values), each with a
+    /// fresh phantom dummy ([`super::phantom::phantom`]) instead of its static dummy,
+    /// which becomes retired. `Err` names the secret no phantom could be made for.
+    pub fn session(&self) -> Result<SecretSet, String> {
+        self.session_keeping(&SecretSet::default())
+    }
+
+    /// As [`SecretSet::session`], but a secret whose name and static dummy are the same
+    /// in `previous` (the session's set before a reload) keeps its phantom there: the
+    /// jailed command's environment still holds it.
+    pub fn session_keeping(&self, previous: &SecretSet) -> Result<SecretSet, String> {
+        let mut bindings = Vec::with_capacity(self.bindings.len());
+        let mut retired = Vec::with_capacity(self.bindings.len());
+        for (b, static_dummy) in self.bindings.iter().zip(self.static_dummies()) {
+            let kept = previous
+                .bindings
+                .iter()
+                .zip(&previous.retired)
+                .find(|(p, old)| p.name == b.name && *old == static_dummy)
+                .map(|(p, _)| p.dummy.clone());
+            let dummy = match kept {
+                Some(dummy) => dummy,
+                None => phantom::phantom(static_dummy, &b.name)
+                    .map_err(|e| format!("secret `{}`: {e}", b.name))?,
+            };
+            bindings.push(Binding {
+                dummy,
+                ..Binding::clone(b)
+            });
+            retired.push(static_dummy.to_string());
+        }
+        Ok(SecretSet::build(bindings, true, retired))
+    }
+
+    /// Each binding's static dummy: the retired one in a session, else its own.
+    fn static_dummies(&self) -> impl Iterator<Item = &str> {
+        self.bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| self.retired.get(i).unwrap_or(&b.dummy).as_str())
+    }
+
+    /// True for a session's set ([`SecretSet::session`]).
+    pub fn is_session(&self) -> bool {
+        self.session
+    }
+
+    /// In a session, every binding with the static dummy it retired; else nothing.
+    pub fn retired(&self) -> impl Iterator<Item = (&Arc<Binding>, &str)> {
+        self.bindings
+            .iter()
+            .zip(self.retired.iter().map(String::as_str))
+    }
+
+    /// The first retired static dummy or foreign phantom in `haystack`, if any. Costs one
+    /// memmem pass (one automaton pass in a session) when there is none.
+    pub fn alarm_in(&self, haystack: &[u8]) -> Option<Alarm<'_>> {
+        match &self.alarms {
+            Alarms::Needle(finder) => finder
+                .find_iter(haystack)
+                .find_map(|at| self.foreign_at(haystack, at)),
+            Alarms::Automaton(automaton) => {
+                let mut from = 0;
+                while let Some(m) = automaton.find(aho_corasick::Input::new(haystack).range(from..))
+                {
+                    if let Some(b) = self.bindings.get(m.pattern().as_usize()) {
+                        return Some(Alarm::Retired(b));
+                    }
+                    if let Some(alarm) = self.foreign_at(haystack, m.start()) {
+                        return Some(alarm);
+                    }
+                    // A retired dummy may begin inside this needle.
+                    from = m.start() + 1;
+                }
+                None
+            }
+        }
+    }
+
+    /// The alarm for the phantom needle at `needle_at`: none when it is not in a phantom
+    /// marker or the phantom is one of this set's own.
+    fn foreign_at(&self, haystack: &[u8], needle_at: usize) -> Option<Alarm<'_>> {
+        let marker = phantom::phantom_marker_around(haystack, needle_at)?;
+        let own = self.marks.iter().filter(|m| m.phantom).any(|m| {
+            let dummy = self.bindings[m.binding].dummy.as_bytes();
+            marker.start.checked_sub(m.at.start).is_some_and(|start| {
+                haystack
+                    .get(start..start + dummy.len())
+                    .is_some_and(|h| h == dummy)
+            })
+        });
+        if own {
+            return None;
+        }
+        let shaped_like = self.marks.iter().find(|m| {
+            let b = &self.bindings[m.binding];
+            let prefix = &b.dummy.as_bytes()[..m.at.start];
+            let named = [b.name.as_bytes(), b"-"].concat();
+            m.at.len() == marker.len()
+                && marker
+                    .start
+                    .checked_sub(prefix.len())
+                    .is_some_and(|start| &haystack[start..marker.start] == prefix)
+                && (!prefix.is_empty() || haystack[marker.end..].starts_with(&named))
+        });
+        Some(Alarm::Foreign(
+            shaped_like.map(|m| &self.bindings[m.binding]),
+        ))
     }
 
     /// The first binding accepted by `pick` whose dummy occurs in `haystack`.

@@ -5,16 +5,18 @@
 //! * [`registry`]: secrets.yaml entries and their validation.
 //! * [`recipe`] / [`dummy`]: provider recipes and shape-keeping dummy values.
 //! * [`binding`]: what the proxy uses at run time, loaded once at start.
+//! * [`phantom`]: per-session phantom dummies (a jailed `keygate run`) and their markers.
 
 pub mod binding;
 pub mod dummy;
 pub mod keyring;
+pub mod phantom;
 pub mod recipe;
 pub mod registry;
 pub mod store;
 pub mod value;
 
-pub use binding::{Binding, Missing, SecretSet, has_dot_segments};
+pub use binding::{Alarm, Binding, Missing, SecretSet, has_dot_segments};
 pub use registry::{Registry, SecretEntry};
 pub use store::{MemoryStore, SecretStore, StoreError};
 pub use value::SecretValue;
