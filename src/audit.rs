@@ -78,6 +78,10 @@ pub struct Event {
     pub bytes_down: u64,
     /// Duration in milliseconds.
     pub ms: u64,
+    /// The jailed command's name, on a `keygate run` session's events (set by the
+    /// session's [`AuditLog::for_command`] handle, never by a client).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
 }
 
 impl Event {
@@ -98,6 +102,7 @@ impl Event {
             bytes_up: 0,
             bytes_down: 0,
             ms: 0,
+            command: None,
         }
     }
 }
@@ -122,6 +127,8 @@ pub fn path_without_query(target: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct AuditLog {
     tx: Option<mpsc::Sender<Message>>,
+    /// Stamped on every event recorded through this handle (a session's command).
+    command: Option<std::sync::Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -162,16 +169,37 @@ impl AuditLog {
             .name("keygate-audit".into())
             .spawn(move || write_loop(rx, sink))
             .ok();
-        (AuditLog { tx: Some(tx) }, AuditWriter(handle))
+        (
+            AuditLog {
+                tx: Some(tx),
+                command: None,
+            },
+            AuditWriter(handle),
+        )
     }
 
     /// An audit log that records nothing (embedded use without a home).
     pub fn disabled() -> AuditLog {
-        AuditLog { tx: None }
+        AuditLog {
+            tx: None,
+            command: None,
+        }
+    }
+
+    /// A handle that stamps `command` on every event it records: a jailed session's
+    /// events name the command that made them.
+    pub fn for_command(&self, command: &str) -> AuditLog {
+        AuditLog {
+            tx: self.tx.clone(),
+            command: Some(command.into()),
+        }
     }
 
     /// Queues an event; never blocks.
-    pub fn record(&self, event: Event) {
+    pub fn record(&self, mut event: Event) {
+        if let Some(command) = &self.command {
+            event.command = Some(command.to_string());
+        }
         if let Some(tx) = &self.tx {
             let _ = tx.send(Message::Event(Box::new(event)));
         }

@@ -53,8 +53,26 @@ pub enum Command {
     Run(RunArgs),
     /// Validate the configuration and print the effective policy (exit 0 valid, 2 invalid)
     Check(CheckArgs),
-    /// Check CA, bundle, keyring, secrets, listener and installed runtimes; say how to fix
+    /// Check CA, bundle, keyring, secrets, listener, the jail and installed runtimes;
+    /// say how to fix
     Doctor,
+    /// The jail's first process (started by `keygate run`, not by hand)
+    #[command(hide = true)]
+    JailInit(JailInitArgs),
+}
+
+/// `keygate jail-init --port P --socket S -- CMD...`
+#[derive(Debug, Args)]
+pub struct JailInitArgs {
+    /// The relay's port on 127.0.0.1 inside the jail
+    #[arg(long)]
+    pub port: u16,
+    /// The session listener's Unix socket
+    #[arg(long)]
+    pub socket: PathBuf,
+    /// The command and its arguments
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// Output formats of `keygate env`.
@@ -75,6 +93,20 @@ pub enum ShellArg {
 /// `keygate run [--] CMD [ARGS]...`
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Run without the jail: the command keeps the keyring, the network and your files
+    /// (for a container whose only way out is keygate)
+    #[arg(long)]
+    pub no_jail: bool,
+    /// Also writable inside the jail (repeatable); the current directory always is
+    #[arg(long, value_name = "PATH")]
+    pub writable: Vec<PathBuf>,
+    /// Also hidden inside the jail (repeatable)
+    #[arg(long, value_name = "PATH")]
+    pub hide: Vec<PathBuf>,
+    /// Agent profile whose state stays writable: claude, codex, gemini
+    /// [default: from the command's name]
+    #[arg(long, value_name = "NAME", value_parser = ["claude", "codex", "gemini"])]
+    pub agent: Option<String>,
     /// Policy flags; when any is given, a private embedded proxy applies them
     #[command(flatten)]
     pub policy: PolicyArgs,

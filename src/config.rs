@@ -20,6 +20,9 @@ pub use limits::Limits;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8877";
+/// The port of [`DEFAULT_LISTEN`]; also the relay's port inside a jail when `listen`
+/// asks for an ephemeral one.
+pub const DEFAULT_LISTEN_PORT: u16 = 8877;
 
 /// Which allowed TLS connections keygate terminates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -178,6 +181,37 @@ pub struct RawConfig {
     network: RawNetwork,
     upstream: RawUpstream,
     limits: limits::RawLimits,
+    jail: RawJail,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawJail {
+    enabled: Option<bool>,
+    writable: Vec<PathBuf>,
+    hide: Vec<PathBuf>,
+}
+
+/// `jail:`: how `keygate run` jails its command (SPEC §10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JailConfig {
+    /// Jail by default (`--no-jail` turns it off for one run); default true.
+    pub enabled: bool,
+    /// Also writable inside (besides the current directory and the agent's state); `~/`
+    /// is the home directory.
+    pub writable: Vec<PathBuf>,
+    /// Also hidden inside (besides keygate's home and the credential list).
+    pub hide: Vec<PathBuf>,
+}
+
+impl Default for JailConfig {
+    fn default() -> Self {
+        JailConfig {
+            enabled: true,
+            writable: Vec::new(),
+            hide: Vec::new(),
+        }
+    }
 }
 
 #[derive(Default, Deserialize)]
@@ -306,6 +340,8 @@ pub struct Config {
     pub no_proxy: Vec<HostPattern>,
     /// Sizes, counts and timeouts (`limits:`).
     pub limits: Limits,
+    /// The jail of `keygate run` (`jail:`).
+    pub jail: JailConfig,
 }
 
 impl Default for Config {
@@ -377,6 +413,11 @@ impl Config {
             upstream_proxy: raw.upstream.proxy.map(|p| p.0),
             no_proxy: raw.upstream.no_proxy.into_iter().map(|p| p.0).collect(),
             limits: raw.limits.resolve(),
+            jail: JailConfig {
+                enabled: raw.jail.enabled.unwrap_or(true),
+                writable: raw.jail.writable,
+                hide: raw.jail.hide,
+            },
         })
     }
 

@@ -108,6 +108,19 @@ impl Home {
     }
 }
 
+/// Marks this process non-dumpable (`PR_SET_DUMPABLE` 0), so that no other process
+/// of the same user can read its memory through `/proc/PID/mem` or ptrace, or its
+/// environment through `/proc/PID/environ`: keygate holds real secret values. Every
+/// keygate command calls it first. A no-op where there is no such switch.
+pub fn make_undumpable() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes no pointers; it only changes a flag of
+    // this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
 /// Creates `dir` and its parents; the leaf gets mode 0700 when it is created here.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {

@@ -33,6 +33,7 @@ pub mod audit;
 pub mod ca;
 pub mod config;
 pub mod home;
+pub mod jail;
 pub mod policy;
 pub mod proxy;
 pub mod secrets;

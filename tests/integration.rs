@@ -33,6 +33,8 @@ mod hostile;
 mod inject;
 #[path = "integration/intercept.rs"]
 mod intercept;
+#[path = "integration/jail.rs"]
+mod jail;
 #[path = "integration/keyring.rs"]
 mod keyring;
 #[path = "integration/large_body.rs"]
@@ -45,6 +47,8 @@ mod regression;
 mod reload;
 #[path = "integration/scrub.rs"]
 mod scrub;
+#[path = "integration/session_ca.rs"]
+mod session_ca;
 #[path = "integration/soak.rs"]
 mod soak;
 #[path = "integration/streaming.rs"]

@@ -80,6 +80,7 @@ pub fn run(home: &Home) -> Result<(), Failure> {
     };
     let ca = check_ca(home, &mut report);
     let secrets = check_keyring(&bindings, &mut report);
+    check_jail(&config, &mut report);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -154,6 +155,27 @@ fn check_config(home: &Home, report: &mut Report) -> Config {
             );
             Config::default()
         }
+    }
+}
+
+/// Whether `keygate run` can jail its command here, with which engine, or why not.
+fn check_jail(config: &Config, report: &mut Report) {
+    if !config.jail.enabled {
+        report.warn(
+            "jail",
+            "jail.enabled is false in keygate.yaml: `keygate run` leaves its command unjailed (keyring, network and keygate's files reachable)",
+        );
+        return;
+    }
+    match keygate::jail::engine().and_then(|e| e.check().map(|()| e)) {
+        Ok(engine) => report.ok(
+            "jail",
+            format!(
+                "{} works here: `keygate run` jails its command",
+                engine.name()
+            ),
+        ),
+        Err(why) => report.fail("jail", why.to_string()),
     }
 }
 

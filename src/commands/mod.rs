@@ -6,6 +6,7 @@ mod doctor;
 mod env;
 mod run;
 mod secret;
+mod session;
 mod start;
 
 use std::io::IsTerminal;
@@ -50,6 +51,9 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 /// Runs the parsed command line; returns the exit code (the child's, for `run`).
 pub fn run(cli: Cli) -> Result<u8, Failure> {
+    if let Command::JailInit(args) = cli.command {
+        return jail_init(args);
+    }
     let home = Home::resolve(
         cli.home,
         std::env::var_os("KEYGATE_HOME").map(PathBuf::from),
@@ -63,8 +67,19 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Run(args) => return run::run(&home, args),
         Command::Check(args) => check::run(&home, args),
         Command::Doctor => doctor::run(&home),
+        Command::JailInit(_) => unreachable!("handled above"),
     };
     done.map(|()| 0)
+}
+
+/// The jail's first process: no home, no keyring, no secret.
+fn jail_init(args: crate::cli::JailInitArgs) -> Result<u8, Failure> {
+    keygate::jail::init::run(keygate::jail::init::InitArgs {
+        port: args.port,
+        socket: args.socket,
+        command: args.command,
+    })
+    .map_err(|e| Failure::from(anyhow!(e)))
 }
 
 /// Logs go to stderr: info by default (warn when `quiet`), -v debug, -vv trace;

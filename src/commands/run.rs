@@ -25,15 +25,27 @@ use crate::cli::RunArgs;
 /// How long to look for a keygate already listening.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// How long exit waits for the audit log to reach the disk.
-const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn run(home: &Home, args: RunArgs) -> Result<u8, Failure> {
+pub fn run(home: &Home, mut args: RunArgs) -> Result<u8, Failure> {
     let custom_policy = !args.policy.is_empty();
-    let config = load_config(home, overrides(None, args.policy))?;
+    let policy = std::mem::replace(&mut args.policy, empty_policy());
+    let config = load_config(home, overrides(None, policy))?;
     let bindings = load_registry(home)?
         .bindings()
         .map_err(|e| Failure::usage(anyhow!("{}: {e}", home.secrets_file().display())))?;
-    let ca = super::ca::ensure_ca(home)?;
+    let jailed = config.jail.enabled && !args.no_jail;
+    if !jailed {
+        let why = if args.no_jail {
+            "--no-jail"
+        } else {
+            "jail.enabled: false"
+        };
+        eprintln!(
+            "keygate: warning: {why}: the command runs unjailed and can still reach your keyring, the network around keygate, and keygate's files in {}",
+            home.root().display()
+        );
+    }
     // Values are read even when an external keygate serves the child: they are how
     // variables holding a real key are found and kept out of the child's environment.
     let secrets = super::start::load_secrets(bindings.clone())?;
@@ -55,6 +67,10 @@ pub fn run(home: &Home, args: RunArgs) -> Result<u8, Failure> {
             "keygate: {name} holds a real secret; it is removed from the child's environment"
         );
     }
+    if jailed {
+        return super::session::run(home, config, secrets, leaking, args);
+    }
+    let ca = super::ca::ensure_ca(home)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -204,13 +220,26 @@ async fn spawn_and_wait(
         }
     };
     let status = forwarder
-        .wait(&mut child)
+        .wait(&mut child, None)
         .await
         .context("waiting for the command")?;
     Ok(exit_code(status))
 }
 
-fn exit_code(status: ExitStatus) -> u8 {
+/// The policy flags of a command line that gave none.
+fn empty_policy() -> crate::cli::PolicyArgs {
+    crate::cli::PolicyArgs {
+        allow: Vec::new(),
+        deny: Vec::new(),
+        mode: None,
+        intercept: None,
+        resolve: Vec::new(),
+        upstream_ca: Vec::new(),
+    }
+}
+
+/// A shell's exit code for `status`: the code, or 128 + the signal that ended it.
+pub(super) fn exit_code(status: ExitStatus) -> u8 {
     if let Some(code) = status.code() {
         return u8::try_from(code & 0xff).unwrap_or(1);
     }
@@ -227,7 +256,7 @@ fn exit_code(status: ExitStatus) -> u8 {
 /// Signal handlers for the child's lifetime. Installed *before* the child is spawned:
 /// a signal arriving in between would otherwise kill keygate and orphan the child.
 #[cfg(unix)]
-struct Forwarder {
+pub(super) struct Forwarder {
     term: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
     quit: tokio::signal::unix::Signal,
@@ -241,7 +270,7 @@ struct Forwarder {
 
 #[cfg(unix)]
 impl Forwarder {
-    fn install() -> std::io::Result<Forwarder> {
+    pub(super) fn install() -> std::io::Result<Forwarder> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(Forwarder {
             term: signal(SignalKind::terminate())?,
@@ -254,8 +283,14 @@ impl Forwarder {
         })
     }
 
-    async fn wait(&mut self, child: &mut tokio::process::Child) -> std::io::Result<ExitStatus> {
-        let pid = child.id();
+    /// Waits for `child`, passing signals to `target` (the jail's first process) or,
+    /// without one, to the child itself.
+    pub(super) async fn wait(
+        &mut self,
+        child: &mut tokio::process::Child,
+        target: Option<u32>,
+    ) -> std::io::Result<ExitStatus> {
+        let pid = target.or(child.id());
         loop {
             tokio::select! {
                 status = child.wait() => return status,
@@ -284,15 +319,19 @@ fn forward(pid: Option<u32>, signal: libc::c_int) {
 
 /// Without Unix signals there is nothing to forward.
 #[cfg(not(unix))]
-struct Forwarder;
+pub(super) struct Forwarder;
 
 #[cfg(not(unix))]
 impl Forwarder {
-    fn install() -> std::io::Result<Forwarder> {
+    pub(super) fn install() -> std::io::Result<Forwarder> {
         Ok(Forwarder)
     }
 
-    async fn wait(&mut self, child: &mut tokio::process::Child) -> std::io::Result<ExitStatus> {
+    pub(super) async fn wait(
+        &mut self,
+        child: &mut tokio::process::Child,
+        _target: Option<u32>,
+    ) -> std::io::Result<ExitStatus> {
         child.wait().await
     }
 }

@@ -43,7 +43,7 @@ use crate::ca::LeafIssuer;
 use crate::config::{Config, Intercept};
 use crate::policy::{Host, Policy};
 use crate::secrets::SecretSet;
-pub use server::run;
+pub use server::{run, run_unix};
 use tls::{ServerConfigs, TlsSetupError};
 use upstream::Connector;
 use upstream_tls::TlsConnector;
@@ -76,6 +76,21 @@ impl fmt::Display for ClientInfo {
             Some(user) => f.write_str(user),
             None => write!(f, "{}", self.peer),
         }
+    }
+}
+
+/// The `keygate run` session a proxy serves: its clients are recorded as
+/// `session:<id>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionTag {
+    /// The session's id (12 hex digits).
+    pub id: String,
+}
+
+impl SessionTag {
+    /// The audit `client` of the session's requests.
+    pub fn client(&self) -> String {
+        format!("session:{}", self.id)
     }
 }
 
@@ -169,6 +184,8 @@ pub struct Proxy {
     pub connections: Arc<Semaphore>,
     /// Required proxy credentials; `None` on loopback listeners.
     pub auth: Option<auth::ProxyAuth>,
+    /// The session this proxy serves, if it is a `keygate run` session's.
+    pub session: Option<SessionTag>,
 }
 
 impl fmt::Debug for Proxy {
@@ -186,9 +203,16 @@ pub struct ProxyBuilder {
     secrets: SecretSet,
     pipeline: Pipeline,
     auth: Option<auth::ProxyAuth>,
+    session: Option<SessionTag>,
 }
 
 impl ProxyBuilder {
+    /// Serves a `keygate run` session: every client is `session:<id>`.
+    pub fn session(mut self, tag: SessionTag) -> ProxyBuilder {
+        self.session = Some(tag);
+        self
+    }
+
     /// The CA that mints leaves for intercepted hosts. Without one, keygate only
     /// tunnels and forwards (a host that needs interception is refused with 500).
     pub fn ca(mut self, issuer: Arc<dyn LeafIssuer>) -> ProxyBuilder {
@@ -221,6 +245,7 @@ impl ProxyBuilder {
         Ok(Arc::new(Proxy {
             connections: Arc::new(Semaphore::new(max_connections)),
             auth: self.auth,
+            session: self.session,
             current: RwLock::new(Arc::new(generation)),
             server_configs: self
                 .issuer
@@ -245,6 +270,7 @@ impl Proxy {
             secrets: SecretSet::default(),
             pipeline: Pipeline::default(),
             auth: None,
+            session: None,
         }
     }
 

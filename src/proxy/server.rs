@@ -9,7 +9,8 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::headers::PARSER_SLACK;
@@ -20,6 +21,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Pause after an accept error (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The peer address recorded for clients of a Unix socket (a session's): they have none;
+/// the session names them instead ([`super::SessionTag`]).
+pub const UNIX_PEER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
 /// Serves `listener` until `shutdown` completes, then stops accepting, lets in-flight
 /// work finish for at most [`SHUTDOWN_GRACE`], and returns.
 pub async fn run(
@@ -27,6 +33,47 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    // Owned by the accept closure: dropping it at shutdown closes the listener.
+    let listener = Arc::new(listener);
+    accept_loop(proxy, shutdown, move || {
+        let listener = listener.clone();
+        async move {
+            let (stream, peer) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok((stream, peer))
+        }
+    })
+    .await
+}
+
+/// As [`run`], for a session's Unix socket (`keygate run`'s jail reaches it through
+/// its relay). Clients are named by the proxy's session, not by an address.
+pub async fn run_unix(
+    proxy: Arc<Proxy>,
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let listener = Arc::new(listener);
+    accept_loop(proxy, shutdown, move || {
+        let listener = listener.clone();
+        async move {
+            let (stream, _) = listener.accept().await?;
+            Ok((stream, UNIX_PEER))
+        }
+    })
+    .await
+}
+
+async fn accept_loop<S, F, Fut>(
+    proxy: Arc<Proxy>,
+    shutdown: impl Future<Output = ()>,
+    mut accept: F,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = io::Result<(S, SocketAddr)>>,
+{
     tokio::pin!(shutdown);
     loop {
         // At `limits.max_connections`, new clients wait in the listen backlog.
@@ -39,7 +86,7 @@ pub async fn run(
         };
         tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
+            accepted = accept() => match accepted {
                 Ok((stream, peer)) => {
                     proxy.tasks.spawn(serve(proxy.clone(), stream, peer, slot));
                 }
@@ -50,7 +97,7 @@ pub async fn run(
             },
         }
     }
-    drop(listener);
+    drop(accept);
     tracing::info!("shutting down: no new connections; waiting for in-flight requests");
     proxy.shutdown.cancel();
     proxy.tasks.close();
@@ -69,13 +116,10 @@ pub async fn run(
 
 /// Serves one client connection (HTTP/1.1, the proxy protocol) until it closes or
 /// shutdown asks it to finish its current request.
-async fn serve(
-    proxy: Arc<Proxy>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    slot: Arc<OwnedSemaphorePermit>,
-) {
-    let _ = stream.set_nodelay(true);
+async fn serve<S>(proxy: Arc<Proxy>, stream: S, peer: SocketAddr, slot: Arc<OwnedSemaphorePermit>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let limits = proxy.current().config.limits;
     let handler = proxy.clone();
     let svc = service_fn(move |req| service::handle(handler.clone(), peer, slot.clone(), req));

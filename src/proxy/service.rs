@@ -24,7 +24,12 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let client = ClientInfo {
         peer,
-        user: headers::proxy_auth_user(req.headers()),
+        // A session's clients are the session: its socket is theirs alone, so the name
+        // cannot be forged; a Proxy-Authorization user there changes nothing.
+        user: match &proxy.session {
+            Some(session) => Some(session.client()),
+            None => headers::proxy_auth_user(req.headers()),
+        },
         slot: Some(slot),
     };
     if let Some(auth) = &proxy.auth

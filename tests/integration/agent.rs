@@ -139,7 +139,7 @@ fn run_scopes_the_environment_to_the_child_and_keeps_real_secrets_out() {
     let home = bin::home_listening_on(bin::free_port());
     let real = "sk-real-run-scope-0123456789";
     let secret = add_secret(home.path(), "AGENT_API_KEY", real);
-    let mut cmd = bin::keygate_keyutils(home.path(), &["run", "--", "env"]);
+    let mut cmd = bin::keygate_keyutils(home.path(), &["run", "--no-jail", "--", "env"]);
     cmd.env("AGENT_API_KEY", real)
         .env("SOME_OTHER_COPY", format!("Bearer {real}"))
         .env("SSL_CERT_DIR", "/etc/ssl/certs")
@@ -204,7 +204,14 @@ fn run_reuses_a_keygate_already_listening_with_the_same_ca() {
     assert_eq!(running.addr.port(), port);
     let out = bin::run(bin::keygate_keyutils(
         home.path(),
-        &["run", "--", "sh", "-c", "printf %s \"$HTTPS_PROXY\""],
+        &[
+            "run",
+            "--no-jail",
+            "--",
+            "sh",
+            "-c",
+            "printf %s \"$HTTPS_PROXY\"",
+        ],
     ));
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(out.stdout, format!("http://127.0.0.1:{port}"));
@@ -213,6 +220,7 @@ fn run_reuses_a_keygate_already_listening_with_the_same_ca() {
         home.path(),
         &[
             "run",
+            "--no-jail",
             "--allow",
             "x.test",
             "--",

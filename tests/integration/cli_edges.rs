@@ -46,7 +46,7 @@ fn run_exits_126_for_a_command_that_cannot_be_executed_and_127_for_one_not_found
     for (program, code) in [(&script, 126), (&directory, 126), (&missing, 127)] {
         let out = bin::run(bin::keygate_keyutils(
             home.path(),
-            &["run", "--", program, "arg"],
+            &["run", "--no-jail", "--", program, "arg"],
         ));
         assert_eq!(out.code, Some(code), "{program}: {out:?}");
         assert!(
@@ -82,7 +82,7 @@ fn run_does_not_reuse_a_keygate_with_another_ca_on_the_listen_address() {
                   curl -sS --max-time 10 https://keygate.test/ca.pem";
     let out = bin::run(bin::keygate_keyutils(
         home.path(),
-        &["run", "--", "sh", "-c", script],
+        &["run", "--no-jail", "--", "sh", "-c", script],
     ));
     assert_eq!(out.code, Some(0), "{out:?}");
     let (proxy, ca_seen) = out.stdout.split_once('\n').expect("two outputs");
@@ -117,7 +117,7 @@ struct Background {
 
 impl Background {
     fn spawn(home: &Path, script: &str) -> Background {
-        let mut cmd = bin::keygate_keyutils(home, &["run", "--", "sh", "-c", script]);
+        let mut cmd = bin::keygate_keyutils(home, &["run", "--no-jail", "--", "sh", "-c", script]);
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -1,0 +1,319 @@
+//! `keygate run` in the jail (SPEC §10): every jailed run is a session with a CA and
+//! dummies of its own, served on a Unix socket that only the jail reaches.
+//!
+//! Steps: check the engine; make the session directory (0700, removed at exit); mint the
+//! session CA in memory (name-constrained to the hosts it intercepts); give each secret
+//! a phantom dummy; serve the session's proxy on `keygate.sock`; lay out the jail; run
+//! the command in it, forwarding signals to the jail's first process; stop; clean up.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use keygate::audit::AuditLog;
+use keygate::ca::{self, Ca, Permit};
+use keygate::config::{Config, Intercept};
+use keygate::home::{self, Home};
+use keygate::jail::{self, Layout, Plan, paths};
+use keygate::proxy::{self, Proxy, SessionTag};
+use keygate::secrets::SecretSet;
+
+use super::Failure;
+use super::run::{AUDIT_FLUSH_TIMEOUT, Forwarder, exit_code};
+use crate::cli::RunArgs;
+
+/// The longest Unix socket path (`sun_path` holds 108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+/// How long keygate waits for bubblewrap to report the jail's first process.
+const INFO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs `args.command` jailed; returns its exit code.
+pub fn run(
+    home: &Home,
+    config: Config,
+    secrets: SecretSet,
+    leaking: Vec<String>,
+    args: RunArgs,
+) -> Result<u8, Failure> {
+    let engine = jail::engine().map_err(|e| Failure::from(anyhow!(e)))?;
+    engine.check().map_err(|e| Failure::from(anyhow!(e)))?;
+    let id = keygate::secrets::dummy::expand("{hex:12}", "").map_err(|e| anyhow!(e))?;
+    let dir = SessionDir::create(home, &id)?;
+    let secrets = secrets
+        .session()
+        .map_err(|e| Failure::usage(anyhow!("{}: {e}", home.secrets_file().display())))?;
+    let ca = session_ca(&config, &secrets)?;
+    let ca_file = dir.path.join("ca.pem");
+    let bundle_file = dir.path.join("bundle.pem");
+    write_public(&ca_file, ca.cert_pem())?;
+    let roots = rustls_native_certs::load_native_certs();
+    write_public(&bundle_file, &ca::bundle_pem(&ca, &roots.certs))?;
+    let socket = dir.path.join("keygate.sock");
+    if socket.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(anyhow!(
+            "the session socket path {} is longer than a Unix socket allows ({MAX_SOCKET_PATH} bytes); use a shorter --home or KEYGATE_HOME",
+            socket.display()
+        )
+        .into());
+    }
+    let port = match config.listen.port() {
+        0 => keygate::config::DEFAULT_LISTEN_PORT,
+        port => port,
+    };
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let layout = layout(home, &config, &args, &cwd, &dir.path)?;
+    let relay_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let bindings: Vec<_> = secrets.iter().map(|b| (**b).clone()).collect();
+    let env = keygate::agent::agent_env(relay_addr, None, &ca_file, &bundle_file, &bindings);
+    let mut unset_env: Vec<String> = env.unset.clone();
+    unset_env.extend(leaking);
+    unset_env.extend(
+        std::env::vars_os()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .filter(|k| jail::is_stripped(k)),
+    );
+    let plan = Plan {
+        layout,
+        cwd: paths::absolute(&cwd, &cwd),
+        exe: std::env::current_exe().context("finding keygate's own binary")?,
+        port,
+        socket: socket.clone(),
+        set_env: env.set,
+        unset_env,
+        command: args.command.clone(),
+    };
+    let command_name = command_name(&args.command);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::UnixListener::bind(&socket)
+            .with_context(|| format!("listening on {}", socket.display()))?;
+        super::tighten_home(home)?;
+        let (audit, _writer) = AuditLog::open(&home.audit_log())
+            .with_context(|| format!("opening {}", home.audit_log().display()))?;
+        let policy = config.policy(secrets.host_patterns());
+        let proxy = Proxy::builder(config, policy, audit.for_command(&command_name))
+            .ca(Arc::new(ca))
+            .secrets(secrets)
+            .session(SessionTag { id: id.clone() })
+            .build()
+            .map_err(Failure::usage)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(proxy::run_unix(proxy, listener, async {
+            let _ = stopped.await;
+        }));
+        tracing::info!(
+            "session {id}: jailing {command_name} with {}",
+            engine.name()
+        );
+        let status = spawn_jailed(engine.as_ref(), &plan).await;
+        let _ = stop.send(());
+        let _ = serving.await;
+        audit.flush(AUDIT_FLUSH_TIMEOUT);
+        status
+    })
+}
+
+/// The session's directory under `$KEYGATE_HOME/sessions/`, removed when dropped.
+struct SessionDir {
+    path: PathBuf,
+}
+
+impl SessionDir {
+    fn create(home: &Home, id: &str) -> Result<SessionDir, Failure> {
+        let sessions = home.root().join("sessions");
+        home::create_private_dir(&sessions)
+            .and_then(|()| home::create_private_dir(&sessions.join(id)))
+            .with_context(|| format!("creating {}", sessions.display()))?;
+        Ok(SessionDir {
+            path: sessions.join(id),
+        })
+    }
+}
+
+impl Drop for SessionDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            tracing::warn!("removing {}: {e}", self.path.display());
+        }
+    }
+}
+
+fn write_public(path: &Path, text: &str) -> Result<(), Failure> {
+    home::write_atomic(path, text.as_bytes(), home::PUBLIC_FILE_MODE)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The session CA: in memory, constrained to the hosts this session intercepts (the
+/// secrets' hosts and keygate.test; with `intercept: all`, every allowed pattern).
+fn session_ca(config: &Config, secrets: &SecretSet) -> Result<Ca, Failure> {
+    let mut permits: Vec<Permit> = secrets
+        .host_patterns()
+        .iter()
+        .flat_map(Permit::from_pattern)
+        .collect();
+    if let Ok(host) = keygate::policy::Host::parse(keygate::proxy::selftest::SELF_HOST) {
+        permits.extend(Permit::host(&host));
+    }
+    if config.intercept == Intercept::All {
+        let policy = config.policy(Vec::new());
+        permits.extend(
+            config
+                .allow
+                .iter()
+                .chain(policy.mode_patterns())
+                .flat_map(Permit::from_pattern),
+        );
+    }
+    Ok(Ca::session(&permits, ca::SESSION_CA_VALIDITY)?)
+}
+
+/// The jail's file-system rules from the flags, keygate.yaml and the agent profile.
+fn layout(
+    home: &Home,
+    config: &Config,
+    args: &RunArgs,
+    cwd: &Path,
+    session_dir: &Path,
+) -> Result<Layout, Failure> {
+    let user_home = dirs::home_dir().unwrap_or_else(|| PathBuf::from("/nonexistent"));
+    let resolve = |p: &Path| paths::absolute(&paths::expand_tilde(p, &user_home), cwd);
+    let mut writable = vec![paths::absolute(cwd, cwd)];
+    let program = args.command.first().map(PathBuf::from).unwrap_or_default();
+    if let Some(profile) = paths::agent_profile(args.agent.as_deref(), &program) {
+        for path in paths::agent_paths(profile, &user_home) {
+            prepare_agent_path(&path)?;
+            writable.push(resolve(&path));
+        }
+    }
+    for path in args.writable.iter().chain(&config.jail.writable) {
+        let path = resolve(path);
+        if !path.exists() {
+            return Err(Failure::usage(anyhow!(
+                "--writable {}: no such file or directory (create it first, or drop the flag)",
+                path.display()
+            )));
+        }
+        writable.push(path);
+    }
+    let mut hidden = vec![paths::absolute(home.root(), cwd)];
+    if let Some(runtime_dir) = std::env::var_os("XDG_RUNTIME_DIR") {
+        hidden.push(resolve(Path::new(&runtime_dir)));
+    }
+    hidden.extend(
+        paths::CREDENTIAL_PATHS
+            .iter()
+            .map(|p| resolve(&user_home.join(p))),
+    );
+    hidden.extend(
+        args.hide
+            .iter()
+            .chain(&config.jail.hide)
+            .map(|p| resolve(p)),
+    );
+    let exe = std::env::current_exe().context("finding keygate's own binary")?;
+    Ok(Layout {
+        writable,
+        hidden,
+        always_hidden: paths::keygate_private_paths(&paths::absolute(home.root(), cwd)),
+        visible: vec![
+            paths::absolute(session_dir, cwd),
+            paths::absolute(&exe, cwd),
+        ],
+    })
+}
+
+/// Creates an agent's state path when it is missing, so the agent can write it from
+/// inside (the rest of the home directory is read-only there): a directory, or for
+/// `*.json` an empty JSON object.
+fn prepare_agent_path(path: &Path) -> Result<(), Failure> {
+    if path.exists() {
+        return Ok(());
+    }
+    let made = if path.extension().is_some_and(|e| e == "json") {
+        home::write_atomic(path, b"{}\n", home::FILE_MODE)
+    } else {
+        home::create_private_dir(path)
+    };
+    made.with_context(|| format!("creating {} for the jailed agent", path.display()))?;
+    Ok(())
+}
+
+fn command_name(command: &[OsString]) -> String {
+    command
+        .first()
+        .map(Path::new)
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Spawns the engine's command, learns the jail's first process from bubblewrap's info
+/// descriptor, forwards signals to it, and returns the exit code.
+async fn spawn_jailed(engine: &dyn jail::Engine, plan: &Plan) -> Result<u8, Failure> {
+    let (info_read, info_write) = info_pipe().context("creating the jail's info pipe")?;
+    let mut cmd = tokio::process::Command::from(engine.command(plan, Some(info_write)));
+    cmd.kill_on_drop(true);
+    let mut forwarder = Forwarder::install().context("installing signal handlers")?;
+    let spawned = cmd.spawn();
+    // SAFETY: `info_write` is our own descriptor from pipe(2); the child has its copy.
+    unsafe {
+        libc::close(info_write);
+    }
+    let mut child = spawned.with_context(|| format!("starting {}", engine.name()))?;
+    let first = tokio::time::timeout(
+        INFO_TIMEOUT,
+        tokio::task::spawn_blocking(move || read_child_pid(info_read)),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .flatten();
+    let status = forwarder
+        .wait(&mut child, first)
+        .await
+        .context("waiting for the jailed command")?;
+    Ok(exit_code(status))
+}
+
+/// A pipe whose read end is ours alone (close-on-exec) and whose write end the engine
+/// inherits.
+fn info_pipe() -> std::io::Result<(i32, i32)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) writes two descriptors into `fds`, an array we own.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fcntl on a descriptor we just created.
+    unsafe {
+        libc::fcntl(fds[0], libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    Ok((fds[0], fds[1]))
+}
+
+/// Reads bubblewrap's `--info-fd` report (`{"child-pid": N, ...}`) and closes the pipe.
+fn read_child_pid(fd: i32) -> Option<u32> {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` is the read end of our pipe; the File takes ownership and closes it.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut text = String::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = file.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(text.trim()) {
+            return value.get("child-pid")?.as_u64()?.try_into().ok();
+        }
+    }
+    let value: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
+    value.get("child-pid")?.as_u64()?.try_into().ok()
+}
