@@ -6,6 +6,7 @@ mod doctor;
 mod env;
 mod run;
 mod secret;
+#[cfg(unix)]
 mod session;
 mod start;
 

@@ -68,7 +68,14 @@ pub fn run(home: &Home, mut args: RunArgs) -> Result<u8, Failure> {
         );
     }
     if jailed {
+        #[cfg(unix)]
         return super::session::run(home, config, secrets, leaking, args);
+        #[cfg(not(unix))]
+        return Err(anyhow!(
+            "cannot build the jail: keygate has no jail engine for {} yet; run inside a container or VM whose only way out is keygate, with --no-jail",
+            std::env::consts::OS
+        )
+        .into());
     }
     let ca = super::ca::ensure_ca(home)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -58,9 +58,19 @@ pub fn run(
         )
         .into());
     }
-    let port = match config.listen.port() {
-        0 => keygate::config::DEFAULT_LISTEN_PORT,
-        port => port,
+    // Seatbelt has no network namespace: the command reaches the session's own TCP
+    // listener on loopback. bubblewrap's jail reaches the Unix socket through its relay.
+    let tcp = match engine.listens_on_tcp() {
+        true => Some(
+            std::net::TcpListener::bind(("127.0.0.1", 0))
+                .context("binding the session listener on 127.0.0.1")?,
+        ),
+        false => None,
+    };
+    let port = match (&tcp, config.listen.port()) {
+        (Some(listener), _) => listener.local_addr()?.port(),
+        (None, 0) => keygate::config::DEFAULT_LISTEN_PORT,
+        (None, port) => port,
     };
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let layout = layout(home, &config, &args, &cwd, &dir.path)?;
@@ -90,8 +100,16 @@ pub fn run(
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::UnixListener::bind(&socket)
-            .with_context(|| format!("listening on {}", socket.display()))?;
+        let listener = match tcp {
+            Some(tcp) => {
+                tcp.set_nonblocking(true)?;
+                Listener::Tcp(tokio::net::TcpListener::from_std(tcp)?)
+            }
+            None => Listener::Unix(
+                tokio::net::UnixListener::bind(&socket)
+                    .with_context(|| format!("listening on {}", socket.display()))?,
+            ),
+        };
         super::tighten_home(home)?;
         let (audit, _writer) = AuditLog::open(&home.audit_log())
             .with_context(|| format!("opening {}", home.audit_log().display()))?;
@@ -103,9 +121,13 @@ pub fn run(
             .build()
             .map_err(Failure::usage)?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn(proxy::run_unix(proxy, listener, async {
+        let stopped = async {
             let _ = stopped.await;
-        }));
+        };
+        let serving = match listener {
+            Listener::Unix(l) => tokio::spawn(proxy::run_unix(proxy, l, stopped)),
+            Listener::Tcp(l) => tokio::spawn(proxy::run(proxy, l, stopped)),
+        };
         tracing::info!(
             "session {id}: jailing {command_name} with {}",
             engine.name()
@@ -116,6 +138,14 @@ pub fn run(
         audit.flush(AUDIT_FLUSH_TIMEOUT);
         status
     })
+}
+
+/// Where the session's proxy listens.
+enum Listener {
+    /// bubblewrap: `keygate.sock`, reached through the jail's relay.
+    Unix(tokio::net::UnixListener),
+    /// Seatbelt: loopback, the only address its profile lets the command reach.
+    Tcp(tokio::net::TcpListener),
 }
 
 /// The session's directory under `$KEYGATE_HOME/sessions/`, removed when dropped.
@@ -256,24 +286,36 @@ fn command_name(command: &[OsString]) -> String {
 /// Spawns the engine's command, learns the jail's first process from bubblewrap's info
 /// descriptor, forwards signals to it, and returns the exit code.
 async fn spawn_jailed(engine: &dyn jail::Engine, plan: &Plan) -> Result<u8, Failure> {
-    let (info_read, info_write) = info_pipe().context("creating the jail's info pipe")?;
-    let mut cmd = tokio::process::Command::from(engine.command(plan, Some(info_write)));
+    // Only bubblewrap reports its first process; Seatbelt's command is the child itself.
+    let info = match engine.listens_on_tcp() {
+        true => None,
+        false => Some(info_pipe().context("creating the jail's info pipe")?),
+    };
+    let std_cmd = engine
+        .command(plan, info.map(|(_, write)| write))
+        .map_err(|e| Failure::from(anyhow!(e)))?;
+    let mut cmd = tokio::process::Command::from(std_cmd);
     cmd.kill_on_drop(true);
     let mut forwarder = Forwarder::install().context("installing signal handlers")?;
     let spawned = cmd.spawn();
-    // SAFETY: `info_write` is our own descriptor from pipe(2); the child has its copy.
-    unsafe {
-        libc::close(info_write);
+    if let Some((_, write)) = info {
+        // SAFETY: `write` is our own descriptor from pipe(2); the child has its copy.
+        unsafe {
+            libc::close(write);
+        }
     }
     let mut child = spawned.with_context(|| format!("starting {}", engine.name()))?;
-    let first = tokio::time::timeout(
-        INFO_TIMEOUT,
-        tokio::task::spawn_blocking(move || read_child_pid(info_read)),
-    )
-    .await
-    .ok()
-    .and_then(Result::ok)
-    .flatten();
+    let first = match info {
+        Some((read, _)) => tokio::time::timeout(
+            INFO_TIMEOUT,
+            tokio::task::spawn_blocking(move || read_child_pid(read)),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten(),
+        None => None,
+    };
     let status = forwarder
         .wait(&mut child, first)
         .await

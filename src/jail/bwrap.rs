@@ -227,14 +227,18 @@ impl Engine for Bwrap {
         Err(explain(stderr.trim()))
     }
 
-    fn command(&self, plan: &Plan, info_fd: Option<i32>) -> std::process::Command {
+    fn command(
+        &self,
+        plan: &Plan,
+        info_fd: Option<i32>,
+    ) -> Result<std::process::Command, Unavailable> {
         let mut cmd = std::process::Command::new(&self.binary);
         cmd.args(args(plan, info_fd, kind_of));
         for name in &plan.unset_env {
             cmd.env_remove(name);
         }
         cmd.envs(&plan.set_env);
-        cmd
+        Ok(cmd)
     }
 }
 

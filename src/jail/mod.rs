@@ -3,14 +3,17 @@
 //! bubblewrap ([`bwrap`]), with keygate itself as the jail's first process ([`init`]),
 //! which relays `127.0.0.1:<port>` to the session's Unix socket ([`relay`]) and joins a
 //! fresh session keyring before it starts the command. macOS: a Seatbelt profile
-//! ([`seatbelt`], generated and unit-tested; untested on a real Mac).
+//! ([`seatbelt`], driven by [`macos`]; generated and unit-tested, untested on a real Mac).
 //!
 //! Everything above the [`Engine`] seam (flags, config, [`paths::Layout`], the
 //! environment, the session) is shared by every platform.
 
+#[cfg(unix)]
 pub mod bwrap;
 pub mod init;
+pub mod macos;
 pub mod paths;
+#[cfg(unix)]
 pub mod relay;
 pub mod seatbelt;
 
@@ -86,9 +89,18 @@ pub trait Engine: Send + Sync {
     fn name(&self) -> &'static str;
     /// Checks that a jail can be built here (the engine is installed and works).
     fn check(&self) -> Result<(), Unavailable>;
+    /// True when the jailed command reaches keygate over TCP on localhost (Seatbelt,
+    /// which has no network namespace) instead of a relay to the session's Unix socket.
+    fn listens_on_tcp(&self) -> bool {
+        false
+    }
     /// The command that runs `plan` jailed; `info_fd` is a descriptor the engine may
     /// write its status to (bubblewrap's `--info-fd`), inherited by the child.
-    fn command(&self, plan: &Plan, info_fd: Option<i32>) -> std::process::Command;
+    fn command(
+        &self,
+        plan: &Plan,
+        info_fd: Option<i32>,
+    ) -> Result<std::process::Command, Unavailable>;
 }
 
 /// The engine for this platform, or why there is none.
@@ -97,7 +109,11 @@ pub fn engine() -> Result<Box<dyn Engine>, Unavailable> {
     {
         bwrap::Bwrap::locate().map(|b| Box::new(b) as Box<dyn Engine>)
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(target_os = "macos")]
+    {
+        macos::Seatbelt::locate().map(|s| Box::new(s) as Box<dyn Engine>)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     {
         Err(Unavailable {
             engine: "none",

@@ -43,7 +43,9 @@ use crate::ca::LeafIssuer;
 use crate::config::{Config, Intercept};
 use crate::policy::{Host, Policy};
 use crate::secrets::SecretSet;
-pub use server::{run, run_unix};
+pub use server::run;
+#[cfg(unix)]
+pub use server::run_unix;
 use tls::{ServerConfigs, TlsSetupError};
 use upstream::Connector;
 use upstream_tls::TlsConnector;

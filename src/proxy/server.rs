@@ -10,7 +10,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::TcpListener;
+#[cfg(unix)]
+use tokio::net::UnixListener;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::headers::PARSER_SLACK;
@@ -46,6 +48,7 @@ pub async fn run(
     .await
 }
 
+#[cfg(unix)]
 /// As [`run`], for a session's Unix socket (`keygate run`'s jail reaches it through
 /// its relay). Clients are named by the proxy's session, not by an address.
 pub async fn run_unix(
