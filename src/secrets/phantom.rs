@@ -157,7 +157,15 @@ fn plan(
         None => 0,
     };
     let suffix = if extras {
-        trailing_run(&dummy[literal..])
+        let run = trailing_run(&dummy[literal..]);
+        // A long key keeps its static dummy's last STABLE_TAIL characters: agents that
+        // remember which key the user approved by its tail (Claude Code keeps the last
+        // 20 characters) then ask once, not at every session. The rest stays random.
+        if dummy.len() - literal >= STABLE_TAIL + STABLE_TAIL_MIN_RANDOM {
+            run.max(STABLE_TAIL)
+        } else {
+            run
+        }
     } else {
         0
     };
@@ -186,6 +194,11 @@ fn plan(
         })
         .collect()
 }
+
+/// How many trailing characters a long phantom shares with its static dummy.
+pub const STABLE_TAIL: usize = 20;
+/// The random characters a phantom must still have to keep a stable tail.
+const STABLE_TAIL_MIN_RANDOM: usize = 48;
 
 /// Length of a trailing run of 2 to 4 equal letters or digits (`…AA`), else 0.
 fn trailing_run(text: &[u8]) -> usize {

@@ -196,3 +196,27 @@ fn a_session_set_retires_its_static_dummies_and_keeps_phantoms_over_a_reload() {
     assert_eq!(after[1], phantoms[1]);
     assert_eq!(plain.session_keeping(&session).unwrap().iter().count(), 2);
 }
+
+#[test]
+fn a_long_phantom_keeps_its_static_tail_so_agents_ask_to_approve_it_once() {
+    let anthropic = crate::secrets::dummy::expand("sk-ant-api03-keygateDummy{random:81}AA", "a")
+        .expect("template");
+    let (one, two) = (
+        phantom(&anthropic, "a").expect("phantom"),
+        phantom(&anthropic, "a").expect("phantom"),
+    );
+    let tail = anthropic.len() - STABLE_TAIL;
+    assert_eq!(
+        one[tail..],
+        anthropic[tail..],
+        "the last 20 characters stay"
+    );
+    assert_eq!(one[tail..], two[tail..]);
+    assert_ne!(one[..tail], two[..tail], "the rest is new every session");
+    assert_ne!(one[..tail], anthropic[..tail]);
+    // A short dummy has too little to spare: its tail is random too.
+    let short =
+        crate::secrets::dummy::expand("keygate-dummy-{name}-{random:32}", "s").expect("template");
+    let p = phantom(&short, "s").expect("phantom");
+    assert_ne!(p[p.len() - 8..], short[short.len() - 8..]);
+}
