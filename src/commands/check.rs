@@ -49,6 +49,7 @@ pub fn run(home: &Home, args: CheckArgs) -> Result<(), Failure> {
         );
     }
     println!("recipes: {}", recipes.join(", "));
+    println!("{}", describe_jail(&config.jail));
     eprintln!("keygate: configuration is valid");
     Ok(())
 }
@@ -161,4 +162,22 @@ pub fn describe(home: &Home, config: &Config, policy: &Policy) -> String {
         }
     }
     out
+}
+
+/// The `jail:` settings as `keygate run` applies them.
+fn describe_jail(jail: &keygate::config::JailConfig) -> String {
+    let list = |paths: &[std::path::PathBuf]| match paths {
+        [] => "(none)".to_string(),
+        _ => paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    format!(
+        "jail: {} (keygate run; --no-jail for one run); extra writable: {}; extra hidden: {}",
+        if jail.enabled { "on" } else { "off" },
+        list(&jail.writable),
+        list(&jail.hide)
+    )
 }

@@ -218,3 +218,17 @@ fn bad_limits_name_their_place() {
     let e = err("limits:\n  max_conections: 5\n");
     assert!(e.contains("max_conections"), "{e}");
 }
+
+#[test]
+fn the_jail_section_defaults_to_on_and_takes_paths() {
+    let default = parse("").unwrap().jail;
+    assert!(default.enabled && default.writable.is_empty() && default.hide.is_empty());
+    let jail = parse("jail:\n  enabled: false\n  writable: [\"~/.cache\"]\n  hide: [/srv/keys]\n")
+        .unwrap()
+        .jail;
+    assert!(!jail.enabled);
+    assert_eq!(jail.writable, vec![PathBuf::from("~/.cache")]);
+    assert_eq!(jail.hide, vec![PathBuf::from("/srv/keys")]);
+    let e = err("jail:\n  enabled: true\n  bogus: 1\n");
+    assert!(e.contains(":3:3:") && e.contains("bogus"), "{e}");
+}
