@@ -2,6 +2,7 @@
 
 mod ca;
 mod check;
+mod child;
 mod doctor;
 mod env;
 mod run;

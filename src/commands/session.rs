@@ -21,7 +21,7 @@ use keygate::proxy::{self, Proxy, SessionTag};
 use keygate::secrets::SecretSet;
 
 use super::Failure;
-use super::run::{AUDIT_FLUSH_TIMEOUT, Forwarder, exit_code};
+use super::child::{AUDIT_FLUSH_TIMEOUT, Forwarder, exit_code};
 use crate::cli::RunArgs;
 
 /// The longest Unix socket path (`sun_path` holds 108 bytes with the NUL).

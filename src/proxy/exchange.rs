@@ -198,7 +198,7 @@ fn bridge(
     let shutdown = proxy.shutdown.clone();
     let grace = async move {
         shutdown.cancelled().await;
-        tokio::time::sleep(super::server::SHUTDOWN_GRACE).await;
+        tokio::time::sleep(super::SHUTDOWN_GRACE).await;
     };
     proxy.tasks.spawn(async move {
         let (client_io, upstream_io) = match tokio::try_join!(client_side, upstream_side) {

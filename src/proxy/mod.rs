@@ -55,6 +55,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of every request and response keygate produces: streamed, never buffered.
 pub type Body = BoxBody<Bytes, BoxError>;
 
+/// How long shutdown waits for in-flight requests and tunnels before closing them.
+/// Here, below [`server`], [`exchange`] and [`tunnel`], so that their imports do not run
+/// in a circle.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Most idle pooled upstream connections kept per host (busy ones are not limited).

@@ -16,10 +16,8 @@ use tokio::net::UnixListener;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::headers::PARSER_SLACK;
-use super::{Proxy, service};
+use super::{Proxy, SHUTDOWN_GRACE, service};
 
-/// How long shutdown waits for in-flight requests and tunnels before closing them.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Pause after an accept error (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 

@@ -181,7 +181,7 @@ pub async fn run(
 /// Completes once shutdown started and its grace period has passed.
 pub(super) async fn grace_expired(proxy: &Proxy) {
     proxy.shutdown.cancelled().await;
-    tokio::time::sleep(super::server::SHUTDOWN_GRACE).await;
+    tokio::time::sleep(super::SHUTDOWN_GRACE).await;
 }
 
 fn finish(proxy: &Proxy, mut event: Event, started: Instant) {
