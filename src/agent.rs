@@ -84,7 +84,7 @@ pub fn agent_env(
     credentials: Option<&SecretValue>,
     ca_cert: &Path,
     bundle: &Path,
-    secrets: &[Binding],
+    secrets: impl IntoIterator<Item = impl std::ops::Deref<Target = Binding>>,
 ) -> AgentEnv {
     let mut set = BTreeMap::new();
     let url = proxy_url(proxy, credentials);

@@ -38,7 +38,6 @@ pub fn run(
     args: RunArgs,
 ) -> Result<u8, Failure> {
     let engine = jail::engine().map_err(|e| Failure::from(anyhow!(e)))?;
-    engine.check().map_err(|e| Failure::from(anyhow!(e)))?;
     let id = keygate::secrets::dummy::expand("{hex:12}", "").map_err(|e| anyhow!(e))?;
     let dir = SessionDir::create(home, &id)?;
     let secrets = secrets
@@ -73,10 +72,16 @@ pub fn run(
         (None, port) => port,
     };
     let cwd = std::env::current_dir().context("reading the current directory")?;
-    let layout = layout(home, &config, &args, &cwd, &dir.path)?;
+    let exe = std::env::current_exe().context("finding keygate's own binary")?;
+    let layout = layout(home, &config, &args, &cwd, &dir.path, &exe)?;
     let relay_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let bindings: Vec<_> = secrets.iter().map(|b| (**b).clone()).collect();
-    let env = keygate::agent::agent_env(relay_addr, None, &ca_file, &bundle_file, &bindings);
+    let env = keygate::agent::agent_env(
+        relay_addr,
+        None,
+        &ca_file,
+        &bundle_file,
+        secrets.iter().map(|b| b.as_ref()),
+    );
     let mut unset_env: Vec<String> = env.unset.clone();
     unset_env.extend(leaking);
     unset_env.extend(
@@ -87,7 +92,7 @@ pub fn run(
     let plan = Plan {
         layout,
         cwd: paths::absolute(&cwd, &cwd),
-        exe: std::env::current_exe().context("finding keygate's own binary")?,
+        exe,
         port,
         socket: socket.clone(),
         set_env: env.set,
@@ -210,6 +215,7 @@ fn layout(
     args: &RunArgs,
     cwd: &Path,
     session_dir: &Path,
+    exe: &Path,
 ) -> Result<Layout, Failure> {
     let user_home = dirs::home_dir().unwrap_or_else(|| PathBuf::from("/nonexistent"));
     let resolve = |p: &Path| paths::absolute(&paths::expand_tilde(p, &user_home), cwd);
@@ -246,15 +252,11 @@ fn layout(
             .chain(&config.jail.hide)
             .map(|p| resolve(p)),
     );
-    let exe = std::env::current_exe().context("finding keygate's own binary")?;
     Ok(Layout {
         writable,
         hidden,
         always_hidden: paths::keygate_private_paths(&paths::absolute(home.root(), cwd)),
-        visible: vec![
-            paths::absolute(session_dir, cwd),
-            paths::absolute(&exe, cwd),
-        ],
+        visible: vec![paths::absolute(session_dir, cwd), paths::absolute(exe, cwd)],
     })
 }
 
@@ -320,6 +322,11 @@ async fn spawn_jailed(engine: &dyn jail::Engine, plan: &Plan) -> Result<u8, Fail
         .wait(&mut child, first)
         .await
         .context("waiting for the jailed command")?;
+    // No first process reported and a failure: the jail itself could not be built (the
+    // command never ran). Only now is the engine's test run worth its time, to say why.
+    if info.is_some() && first.is_none() && !status.success() {
+        engine.check().map_err(|e| Failure::from(anyhow!(e)))?;
+    }
     Ok(exit_code(status))
 }
 
@@ -352,10 +359,10 @@ fn read_child_pid(fd: i32) -> Option<u32> {
             break;
         }
         text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        // bubblewrap may keep the descriptor open: parse as soon as the object is whole.
         if let Ok(value) = serde_json::from_str::<serde_json::Value>(text.trim()) {
             return value.get("child-pid")?.as_u64()?.try_into().ok();
         }
     }
-    let value: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
-    value.get("child-pid")?.as_u64()?.try_into().ok()
+    None
 }

@@ -257,7 +257,7 @@ fn explain(stderr: &str) -> Unavailable {
     let why = if stderr.is_empty() {
         "bwrap failed a test run".to_string()
     } else {
-        format!("bwrap failed a test run: {stderr}")
+        format!("bwrap failed a test run: {}", stderr.trim_end_matches('.'))
     };
     Unavailable {
         engine: "bubblewrap",
