@@ -82,6 +82,10 @@ pub struct Event {
     /// session's [`AuditLog::for_command`] handle, never by a client).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// On a policy refusal that an allow rule would lift: the `network.allow` pattern a
+    /// human would add (what `keygate run` prints, and what a dashboard offers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow: Option<String>,
 }
 
 impl Event {
@@ -103,6 +107,7 @@ impl Event {
             bytes_down: 0,
             ms: 0,
             command: None,
+            allow: None,
         }
     }
 }
@@ -129,6 +134,8 @@ pub struct AuditLog {
     tx: Option<mpsc::Sender<Message>>,
     /// Stamped on every event recorded through this handle (a session's command).
     command: Option<std::sync::Arc<str>>,
+    /// Also receives a copy of every `deny` event recorded through this handle.
+    refusals: Option<mpsc::Sender<Event>>,
 }
 
 #[derive(Debug)]
@@ -173,6 +180,7 @@ impl AuditLog {
             AuditLog {
                 tx: Some(tx),
                 command: None,
+                refusals: None,
             },
             AuditWriter(handle),
         )
@@ -183,6 +191,7 @@ impl AuditLog {
         AuditLog {
             tx: None,
             command: None,
+            refusals: None,
         }
     }
 
@@ -192,6 +201,17 @@ impl AuditLog {
         AuditLog {
             tx: self.tx.clone(),
             command: Some(command.into()),
+            refusals: self.refusals.clone(),
+        }
+    }
+
+    /// A handle that also sends a copy of each `deny` event it records to `tap`: how
+    /// `keygate run` shows its command's refusals on its own stderr.
+    pub fn with_refusal_tap(&self, tap: mpsc::Sender<Event>) -> AuditLog {
+        AuditLog {
+            tx: self.tx.clone(),
+            command: self.command.clone(),
+            refusals: Some(tap),
         }
     }
 
@@ -199,6 +219,11 @@ impl AuditLog {
     pub fn record(&self, mut event: Event) {
         if let Some(command) = &self.command {
             event.command = Some(command.to_string());
+        }
+        if let Some(tap) = &self.refusals
+            && event.decision == Verdict::Deny
+        {
+            let _ = tap.send(event.clone());
         }
         if let Some(tx) = &self.tx {
             let _ = tx.send(Message::Event(Box::new(event)));

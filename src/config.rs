@@ -44,6 +44,29 @@ impl fmt::Display for Intercept {
     }
 }
 
+/// How keygate answers a CONNECT that policy refuses (`refusals:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Refusals {
+    /// Accept the CONNECT, terminate the client's TLS with a leaf that only ever serves
+    /// the refusal, and answer its first request with the refusal's status,
+    /// `X-Keygate-Reason` and body: what HTTPS clients can show. Nothing is forwarded.
+    /// The default.
+    #[default]
+    Tls,
+    /// Answer the CONNECT itself with the refusal (most clients show only the status).
+    Connect,
+}
+
+impl fmt::Display for Refusals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Refusals::Tls => "tls",
+            Refusals::Connect => "connect",
+        })
+    }
+}
+
 /// `--resolve HOST:PORT=IP:PORT`: connect to `target` when the upstream is `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolveRule {
@@ -182,6 +205,7 @@ pub struct RawConfig {
     upstream: RawUpstream,
     limits: limits::RawLimits,
     jail: RawJail,
+    refusals: Option<Refusals>,
 }
 
 #[derive(Default, Deserialize)]
@@ -342,6 +366,8 @@ pub struct Config {
     pub limits: Limits,
     /// The jail of `keygate run` (`jail:`).
     pub jail: JailConfig,
+    /// How refused CONNECTs are answered (`refusals:`); default tls.
+    pub refusals: Refusals,
 }
 
 impl Default for Config {
@@ -418,6 +444,7 @@ impl Config {
                 writable: raw.jail.writable,
                 hide: raw.jail.hide,
             },
+            refusals: raw.refusals.unwrap_or_default(),
         })
     }
 

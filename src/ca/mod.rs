@@ -6,6 +6,7 @@
 
 mod bundle;
 mod leaf;
+mod refusal;
 mod session;
 
 use std::fs;
@@ -21,6 +22,7 @@ use time::{Duration, OffsetDateTime};
 
 pub use bundle::{BundleStatus, bundle_pem, write_bundle};
 pub use leaf::{LeafCert, LeafIssuer};
+pub use refusal::{REFUSAL_CA_COMMON_NAME, RefusalIssuer};
 pub use session::{
     NOTHING_DNS, Permit, SESSION_CA_COMMON_NAME, SESSION_CA_VALIDITY, normalize_permits,
 };

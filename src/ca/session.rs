@@ -137,7 +137,23 @@ impl Permit {
         Permit(Subtree::Net(IpNet::from(ip.to_canonical())))
     }
 
-    fn subtree(&self) -> GeneralSubtree {
+    /// True when this subtree holds `host` (RFC 5280: a `dNSName` subtree holds the
+    /// name and every name below it), so that a CA constrained to it may vouch for it.
+    pub fn covers(&self, host: &Host) -> bool {
+        match (&self.0, host) {
+            (Subtree::Dns(domain), Host::Name(name)) => {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                name == *domain
+                    || name
+                        .strip_suffix(domain.as_str())
+                        .is_some_and(|rest| rest.ends_with('.'))
+            }
+            (Subtree::Net(net), Host::Ip(ip)) => net.contains(&ip.to_canonical()),
+            _ => false,
+        }
+    }
+
+    pub(super) fn subtree(&self) -> GeneralSubtree {
         match &self.0 {
             Subtree::Dns(name) => GeneralSubtree::DnsName(name.clone()),
             Subtree::Net(net) => GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(

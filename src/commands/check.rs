@@ -118,6 +118,7 @@ pub fn describe(home: &Home, config: &Config, policy: &Policy) -> String {
         keygate::policy::PrivateAddresses::Allow => "allow",
     };
     let _ = writeln!(out, "private_addresses: {private}");
+    let _ = writeln!(out, "refusals: {}", config.refusals);
     let _ = writeln!(
         out,
         "\nrules, in order (deny wins over everything; unknown hosts are denied):"

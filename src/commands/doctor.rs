@@ -108,7 +108,7 @@ pub fn run(home: &Home) -> Result<(), Failure> {
         }
         let embedded = match running {
             true => None,
-            false => match Embedded::start(home, config.clone(), ca, secrets).await {
+            false => match Embedded::start(home, config.clone(), ca, secrets, false).await {
                 Ok(e) => Some(e),
                 Err(f) => {
                     report.fail("runtimes", format!("cannot start a temporary proxy: {:#}", f.error));

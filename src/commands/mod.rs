@@ -5,6 +5,7 @@ mod check;
 mod child;
 mod doctor;
 mod env;
+mod refusals;
 mod run;
 mod secret;
 #[cfg(unix)]

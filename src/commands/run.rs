@@ -18,6 +18,7 @@ use keygate::proxy::{self, Proxy};
 use keygate::secrets::SecretValue;
 
 use super::child::{AUDIT_FLUSH_TIMEOUT, Forwarder, exit_code};
+use super::refusals::Printer;
 use super::{Failure, load_config, load_registry, overrides};
 use crate::cli::RunArgs;
 
@@ -92,11 +93,19 @@ pub fn run(home: &Home, mut args: RunArgs) -> Result<u8, Failure> {
                 .await
                 .then_some(listen),
         };
-        let (addr, credentials, embedded) = match existing {
-            Some(addr) => (addr, credentials, None),
+        // The command's refusals, one line each on our stderr: handed over by the
+        // embedded proxy, or read from the running keygate's audit log.
+        let (addr, credentials, embedded, printer) = match existing {
+            Some(addr) => (
+                addr,
+                credentials,
+                None,
+                Some(Printer::tail(&home.audit_log())),
+            ),
             None => {
-                let embedded = Embedded::start(home, config, ca, secrets).await?;
-                (embedded.addr, None, Some(embedded))
+                let mut embedded = Embedded::start(home, config, ca, secrets, true).await?;
+                let printer = embedded.printer.take();
+                (embedded.addr, None, Some(embedded), printer)
             }
         };
         let env = agent::agent_env(
@@ -110,6 +119,9 @@ pub fn run(home: &Home, mut args: RunArgs) -> Result<u8, Failure> {
         if let Some(embedded) = embedded {
             embedded.stop().await;
         }
+        if let Some(printer) = printer {
+            printer.finish();
+        }
         status
     })
 }
@@ -121,15 +133,19 @@ pub struct Embedded {
     stop: tokio::sync::oneshot::Sender<()>,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
     audit: AuditLog,
+    /// Prints the command's refusals (for the caller to take and finish), when asked.
+    pub printer: Option<Printer>,
 }
 
 impl Embedded {
-    /// Starts a proxy with `config`'s policy, `ca` and `secrets` on 127.0.0.1:0.
+    /// Starts a proxy with `config`'s policy, `ca` and `secrets` on 127.0.0.1:0; with
+    /// `show_refusals`, its refusals are printed by [`Embedded::printer`].
     pub async fn start(
         home: &Home,
         config: keygate::config::Config,
         ca: keygate::ca::Ca,
         secrets: keygate::secrets::SecretSet,
+        show_refusals: bool,
     ) -> Result<Embedded, Failure> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
@@ -139,7 +155,12 @@ impl Embedded {
         let (audit, _writer) = AuditLog::open(&home.audit_log())
             .with_context(|| format!("opening {}", home.audit_log().display()))?;
         let policy = config.policy(secrets.host_patterns());
-        let proxy = Proxy::builder(config, policy, audit.clone())
+        let (tap, refusals) = std::sync::mpsc::channel();
+        let proxy_audit = match show_refusals {
+            true => audit.with_refusal_tap(tap),
+            false => audit.clone(),
+        };
+        let proxy = Proxy::builder(config, policy, proxy_audit)
             .ca(Arc::new(ca))
             .secrets(secrets)
             .build()
@@ -153,6 +174,7 @@ impl Embedded {
             stop,
             serving,
             audit,
+            printer: show_refusals.then(|| Printer::from_tap(refusals)),
         })
     }
 

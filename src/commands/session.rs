@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use keygate::audit::AuditLog;
-use keygate::ca::{self, Ca, Permit};
-use keygate::config::{Config, Intercept};
+use keygate::ca::{self, Ca, Permit, RefusalIssuer};
+use keygate::config::{Config, Intercept, Refusals};
 use keygate::home::{self, Home};
 use keygate::jail::{self, Layout, Plan, paths};
 use keygate::proxy::{self, Proxy, SessionTag};
@@ -22,6 +22,7 @@ use keygate::secrets::SecretSet;
 
 use super::Failure;
 use super::child::{AUDIT_FLUSH_TIMEOUT, Forwarder, exit_code};
+use super::refusals::Printer;
 use crate::cli::RunArgs;
 
 /// The longest Unix socket path (`sun_path` holds 108 bytes with the NUL).
@@ -43,12 +44,30 @@ pub fn run(
     let secrets = secrets
         .session()
         .map_err(|e| Failure::usage(anyhow!("{}: {e}", home.secrets_file().display())))?;
-    let ca = session_ca(&config, &secrets)?;
+    let permits = session_permits(&config, &secrets);
+    let ca = Arc::new(Ca::session(&permits, ca::SESSION_CA_VALIDITY)?);
+    // Refusal pages for names the session CA may not vouch for (see ca/refusal.rs);
+    // the child trusts both CAs.
+    let refusal_issuer = match config.refusals {
+        Refusals::Tls => Some(Arc::new(RefusalIssuer::new(
+            ca.clone(),
+            &permits,
+            ca::SESSION_CA_VALIDITY,
+        )?)),
+        Refusals::Connect => None,
+    };
     let ca_file = dir.path.join("ca.pem");
     let bundle_file = dir.path.join("bundle.pem");
-    write_public(&ca_file, ca.cert_pem())?;
     let roots = rustls_native_certs::load_native_certs();
-    write_public(&bundle_file, &ca::bundle_pem(&ca, &roots.certs))?;
+    let mut ca_text = ca.cert_pem().trim_end().to_string() + "\n";
+    let mut bundle_text = ca::bundle_pem(&ca, &roots.certs);
+    if let Some(issuer) = &refusal_issuer {
+        let pem = issuer.refusal_ca_pem().trim_end();
+        ca_text = format!("{ca_text}{pem}\n");
+        bundle_text = format!("{bundle_text}# keygate session refusal CA\n{pem}\n");
+    }
+    write_public(&ca_file, &ca_text)?;
+    write_public(&bundle_file, &bundle_text)?;
     let socket = dir.path.join("keygate.sock");
     if socket.as_os_str().len() > MAX_SOCKET_PATH {
         return Err(anyhow!(
@@ -119,12 +138,17 @@ pub fn run(
         let (audit, _writer) = AuditLog::open(&home.audit_log())
             .with_context(|| format!("opening {}", home.audit_log().display()))?;
         let policy = config.policy(secrets.host_patterns());
-        let proxy = Proxy::builder(config, policy, audit.for_command(&command_name))
-            .ca(Arc::new(ca))
+        let (tap, refusals) = std::sync::mpsc::channel();
+        let session_audit = audit.for_command(&command_name).with_refusal_tap(tap);
+        let mut builder = Proxy::builder(config, policy, session_audit)
+            .ca(ca)
             .secrets(secrets)
-            .session(SessionTag { id: id.clone() })
-            .build()
-            .map_err(Failure::usage)?;
+            .session(SessionTag { id: id.clone() });
+        if let Some(issuer) = refusal_issuer {
+            builder = builder.refusal_ca(issuer);
+        }
+        let proxy = builder.build().map_err(Failure::usage)?;
+        let printer = Printer::from_tap(refusals);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let stopped = async {
             let _ = stopped.await;
@@ -141,6 +165,7 @@ pub fn run(
         let _ = stop.send(());
         let _ = serving.await;
         audit.flush(AUDIT_FLUSH_TIMEOUT);
+        printer.finish();
         status
     })
 }
@@ -184,9 +209,9 @@ fn write_public(path: &Path, text: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The session CA: in memory, constrained to the hosts this session intercepts (the
-/// secrets' hosts and keygate.test; with `intercept: all`, every allowed pattern).
-fn session_ca(config: &Config, secrets: &SecretSet) -> Result<Ca, Failure> {
+/// What the session CA may vouch for: the hosts this session intercepts (the secrets'
+/// hosts and keygate.test; with `intercept: all`, every allowed pattern).
+fn session_permits(config: &Config, secrets: &SecretSet) -> Vec<Permit> {
     let mut permits: Vec<Permit> = secrets
         .host_patterns()
         .iter()
@@ -205,7 +230,7 @@ fn session_ca(config: &Config, secrets: &SecretSet) -> Result<Ca, Failure> {
                 .flat_map(Permit::from_pattern),
         );
     }
-    Ok(Ca::session(&permits, ca::SESSION_CA_VALIDITY)?)
+    permits
 }
 
 /// The jail's file-system rules from the flags, keygate.yaml and the agent profile.

@@ -29,6 +29,10 @@ pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time an upstream may take to send its response head (a model may think for
 /// minutes before its first byte; streamed bodies have no total limit).
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default most TLS refusal pages per client per minute (`refusals: tls`); past it a
+/// refused CONNECT is answered at the CONNECT, so refused names cannot make keygate
+/// mint certificates without bound.
+pub const REFUSAL_PAGES_PER_MINUTE: u32 = 60;
 
 /// The effective limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +55,8 @@ pub struct Limits {
     pub upstream_connect_timeout: Duration,
     /// Time to the upstream's response head (default 10 min); then 504.
     pub response_timeout: Duration,
+    /// TLS refusal pages per client per minute (default 60); then plain refusals.
+    pub refusal_pages_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -65,6 +71,7 @@ impl Default for Limits {
             h2_max_concurrent_streams: H2_MAX_CONCURRENT_STREAMS,
             upstream_connect_timeout: UPSTREAM_CONNECT_TIMEOUT,
             response_timeout: RESPONSE_TIMEOUT,
+            refusal_pages_per_minute: REFUSAL_PAGES_PER_MINUTE,
         }
     }
 }
@@ -157,6 +164,7 @@ pub struct RawLimits {
     h2_max_concurrent_streams: Option<Parsed<Count<10_000>>>,
     upstream_connect_timeout: Option<Parsed<Span>>,
     response_timeout: Option<Parsed<Span>>,
+    refusal_pages_per_minute: Option<Parsed<Count<100_000>>>,
 }
 
 impl RawLimits {
@@ -194,6 +202,12 @@ impl RawLimits {
                 d.upstream_connect_timeout,
             ),
             response_timeout: span(&self.response_timeout, d.response_timeout),
+            refusal_pages_per_minute: self
+                .refusal_pages_per_minute
+                .as_ref()
+                .map_or(d.refusal_pages_per_minute, |p| {
+                    u32::try_from(p.0.0).unwrap_or(d.refusal_pages_per_minute)
+                }),
         }
     }
 }

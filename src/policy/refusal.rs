@@ -37,6 +37,9 @@ pub struct Refusal {
     pub reason: String,
     /// Several lines: how a human allows it, if they want to.
     pub advice: String,
+    /// The `network.allow` pattern that would let exactly this through, when adding one
+    /// would (not for a deny rule, which wins over every allow).
+    pub allow: Option<String>,
 }
 
 impl fmt::Display for Refusal {
@@ -66,6 +69,7 @@ impl Refusal {
                  \n    network:\n      allow: [\"{pattern}\"]\n\n\
                  or restart the proxy with: keygate start --allow '{pattern}'"
             ),
+            allow: Some(pattern),
         }
     }
 
@@ -79,6 +83,7 @@ impl Refusal {
                 "This host was denied on purpose. Only a human can lift it, by removing \"{rule}\" \
                  from network.deny in keygate.yaml (or from the --deny flags keygate was started with)."
             ),
+            allow: None,
         }
     }
 
@@ -96,6 +101,7 @@ impl Refusal {
                 ip_pattern = ip_pattern(ip, port),
                 ip_port = socket(ip, port),
             ),
+            allow: Some(ip_pattern(ip, port)),
         }
     }
 }

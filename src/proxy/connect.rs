@@ -10,7 +10,8 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::respond::{ProxyError, empty};
-use super::{Body, ClientInfo, Generation, Proxy, intercept, tunnel};
+use super::upstream::ConnectError;
+use super::{Body, ClientInfo, Generation, Proxy, intercept, refusal, tunnel};
 use crate::audit::{Event, Kind, Verdict};
 use crate::policy::{Allowed, Host, parse_authority};
 
@@ -38,7 +39,12 @@ pub async fn handle(
     };
     let allowed = match decided {
         Ok(allowed) => allowed,
-        Err(refusal) => return proxy.refuse(event, &ProxyError::Refused(refusal), &what, started),
+        Err(refusal) => {
+            let error = ProxyError::Refused(refusal);
+            return refusal::answer_connect(
+                proxy, &client, req, event, error, host, port, &what, started,
+            );
+        }
     };
     if generation.should_intercept(&host, port) {
         return intercept(
@@ -47,6 +53,13 @@ pub async fn handle(
     }
     let upstream = match generation.connector.connect(&host, port).await {
         Ok(stream) => stream,
+        // A private address found at connect time is a policy refusal like the others.
+        Err(ConnectError::Refused(refusal)) => {
+            let error = ProxyError::Refused(refusal);
+            return refusal::answer_connect(
+                proxy, &client, req, event, error, host, port, &what, started,
+            );
+        }
         Err(e) => return proxy.refuse(event, &ProxyError::from(e), &what, started),
     };
     tracing::info!(client = %client, "{what}: tunnel ({allowed})");

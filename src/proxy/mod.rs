@@ -15,6 +15,7 @@ pub mod idle;
 pub mod intercept;
 pub mod metered;
 pub mod read_ahead;
+pub mod refusal;
 pub mod respond;
 pub mod selftest;
 pub mod server;
@@ -179,6 +180,11 @@ pub struct Proxy {
     pub audit: AuditLog,
     /// Leaf certificates for intercepted hosts; `None` when no CA was given.
     pub server_configs: Option<ServerConfigs>,
+    /// Leaf certificates for refusal pages (`refusals: tls`); `None` without a CA.
+    pub refusal_configs: Option<ServerConfigs>,
+    /// Each client's budget of refusal pages (`limits.refusal_pages_per_minute`, fixed
+    /// at start like `max_connections`).
+    pub refusal_rate: refusal::rate::RefusalRate,
     /// The request/response addons.
     pub pipeline: Pipeline,
     /// Every connection and tunnel task, so shutdown can wait for them.
@@ -206,6 +212,7 @@ pub struct ProxyBuilder {
     policy: Policy,
     audit: AuditLog,
     issuer: Option<Arc<dyn LeafIssuer>>,
+    refusal_issuer: Option<Arc<dyn LeafIssuer>>,
     secrets: SecretSet,
     pipeline: Pipeline,
     auth: Option<auth::ProxyAuth>,
@@ -223,6 +230,14 @@ impl ProxyBuilder {
     /// tunnels and forwards (a host that needs interception is refused with 500).
     pub fn ca(mut self, issuer: Arc<dyn LeafIssuer>) -> ProxyBuilder {
         self.issuer = Some(issuer);
+        self
+    }
+
+    /// The CA that signs refusal pages' leaves (`refusals: tls`). Default: the CA of
+    /// [`ProxyBuilder::ca`]. A session gives its refusal CA here, because its own CA is
+    /// name-constrained to the hosts it intercepts.
+    pub fn refusal_ca(mut self, issuer: Arc<dyn LeafIssuer>) -> ProxyBuilder {
+        self.refusal_issuer = Some(issuer);
         self
     }
 
@@ -247,6 +262,11 @@ impl ProxyBuilder {
     /// Assembles the proxy; fails when `upstream.ca` cannot be read.
     pub fn build(self) -> Result<Arc<Proxy>, TlsSetupError> {
         let max_connections = self.config.limits.max_connections;
+        let refusal_pages = self.config.limits.refusal_pages_per_minute;
+        let refusal_configs = self
+            .refusal_issuer
+            .or_else(|| self.issuer.clone())
+            .map(|i| ServerConfigs::new(i, refusal::REFUSAL_LEAF_CACHE_HOSTS));
         let generation = Generation::build(self.config, self.policy, self.secrets)?;
         Ok(Arc::new(Proxy {
             connections: Arc::new(Semaphore::new(max_connections)),
@@ -256,6 +276,8 @@ impl ProxyBuilder {
             server_configs: self
                 .issuer
                 .map(|i| ServerConfigs::new(i, tls::LEAF_CACHE_HOSTS)),
+            refusal_configs,
+            refusal_rate: refusal::rate::RefusalRate::new(refusal_pages),
             pipeline: self.pipeline,
             audit: self.audit,
             tasks: TaskTracker::new(),
@@ -273,6 +295,7 @@ impl Proxy {
             policy,
             audit,
             issuer: None,
+            refusal_issuer: None,
             secrets: SecretSet::default(),
             pipeline: Pipeline::default(),
             auth: None,
@@ -343,17 +366,30 @@ impl Proxy {
     /// `what` names the request for the body, e.g. "CONNECT evil.example:443".
     pub fn refuse(
         &self,
-        mut event: crate::audit::Event,
+        event: crate::audit::Event,
         err: &respond::ProxyError,
         what: &str,
         started: std::time::Instant,
     ) -> http::Response<Body> {
+        self.record_refusal(event, err, what, started);
+        err.to_response(what)
+    }
+
+    /// Logs and audits a refusal or failure whose answer is sent some other way (a
+    /// refusal page).
+    pub fn record_refusal(
+        &self,
+        mut event: crate::audit::Event,
+        err: &respond::ProxyError,
+        what: &str,
+        started: std::time::Instant,
+    ) {
         err.log(&format!("{what} from {}", event.client));
         event.decision = crate::audit::Verdict::Deny;
         event.reason = Some(err.to_string());
         event.status = Some(err.status().as_u16());
+        event.allow = err.allow_pattern().map(str::to_string);
         event.ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.audit.record(event);
-        err.to_response(what)
     }
 }

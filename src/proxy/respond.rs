@@ -53,6 +53,15 @@ pub enum ProxyError {
     /// The upstream did not answer in time (504).
     #[error("upstream-timeout: {0}")]
     Timeout(String),
+    /// A refused CONNECT answered at the CONNECT rather than with a TLS refusal page,
+    /// because its client spent its pages (`limits.refusal_pages_per_minute`).
+    #[error("{refusal}; rate-limited: {why}")]
+    Throttled {
+        /// The refusal itself.
+        refusal: Box<ProxyError>,
+        /// Why there is no refusal page.
+        why: String,
+    },
 }
 
 impl From<&ConnectError> for ProxyError {
@@ -82,6 +91,31 @@ impl ProxyError {
             ProxyError::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Throttled { refusal, .. } => refusal.status(),
+        }
+    }
+
+    /// The machine-readable code that starts `X-Keygate-Reason`, e.g. `not-allowed`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(_) => "bad-request",
+            ProxyError::Refused(r) => r.kind.code(),
+            ProxyError::Forbidden { code, .. } => code,
+            ProxyError::Addon(refuse) => refuse.code,
+            ProxyError::HeadTooLarge(_) => "head-too-large",
+            ProxyError::Internal(_) => "internal-error",
+            ProxyError::Upstream(_) => "upstream-error",
+            ProxyError::Timeout(_) => "upstream-timeout",
+            ProxyError::Throttled { refusal, .. } => refusal.code(),
+        }
+    }
+
+    /// The `network.allow` pattern that would lift this refusal, when one would.
+    pub fn allow_pattern(&self) -> Option<&str> {
+        match self {
+            ProxyError::Refused(r) => r.allow.as_deref(),
+            ProxyError::Throttled { refusal, .. } => refusal.allow_pattern(),
+            _ => None,
         }
     }
 
@@ -99,6 +133,10 @@ impl ProxyError {
             ProxyError::Upstream(_) | ProxyError::Timeout(_) => {
                 "The upstream failed, not the policy: retrying later may work. keygate's log has details.".into()
             }
+            ProxyError::Throttled { refusal, .. } => format!(
+                "{}\n\nThis client was refused too often in the last minute, so keygate answered the CONNECT itself instead of a TLS refusal page (limits.refusal_pages_per_minute). Retrying a refused host does not help.",
+                refusal.advice()
+            ),
         }
     }
 
@@ -109,25 +147,87 @@ impl ProxyError {
                 tracing::info!("{what}: {self}")
             }
             ProxyError::Addon(refuse) if refuse.alert => tracing::error!("ALERT {what}: {self}"),
+            ProxyError::Throttled { refusal, .. } if matches!(**refusal, ProxyError::Addon(ref r) if r.alert) =>
+            {
+                tracing::error!("ALERT {what}: {self}")
+            }
             ProxyError::Internal(_) => tracing::error!("{what}: {self}"),
             _ => tracing::warn!("{what}: {self}"),
         }
     }
 
-    /// The full response: status, reason header, and the text body.
-    pub fn to_response(&self, what: &str) -> Response<Body> {
-        let verb = match self {
+    fn verb(&self) -> &'static str {
+        match self {
             ProxyError::Upstream(_) | ProxyError::Timeout(_) | ProxyError::Internal(_) => {
                 "could not complete"
             }
             _ => "refused",
-        };
+        }
+    }
+
+    /// The full response: status, reason header, and the text body.
+    pub fn to_response(&self, what: &str) -> Response<Body> {
         let body = format!(
-            "keygate {verb} {what}.\n\nWhy: {self}\n\n{}\n",
+            "keygate {} {what}.\n\nWhy: {self}\n\n{}\n",
+            self.verb(),
             self.advice()
         );
         text_response(self.status(), &self.to_string(), body)
     }
+
+    /// The same answer with a JSON body, for clients that asked for JSON: an error
+    /// object in the shape the Anthropic and OpenAI APIs use (`error.type`,
+    /// `error.message`), so their SDKs put keygate's reason in the exception they raise.
+    pub fn to_json_response(&self, what: &str) -> Response<Body> {
+        let body = serde_json::json!({
+            "type": "error",
+            "error": {
+                "type": "keygate_refusal",
+                "code": self.code(),
+                "message": format!("keygate {} {what}: {self}", self.verb()),
+                "advice": self.advice(),
+            },
+        });
+        let mut response = text_response(self.status(), &self.to_string(), format!("{body}\n"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+
+    /// [`ProxyError::to_json_response`] when `accept` prefers JSON, else
+    /// [`ProxyError::to_response`].
+    pub fn to_response_for(&self, what: &str, accept: Option<&HeaderValue>) -> Response<Body> {
+        match accept
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(prefers_json)
+        {
+            true => self.to_json_response(what),
+            false => self.to_response(what),
+        }
+    }
+}
+
+/// True when an `Accept` header ranks JSON above plain text: `application/json` (or a
+/// `+json` type) with a higher quality than `text/*` and `*/*`. `*/*` alone is text, which
+/// is what curl and browsers print best.
+pub fn prefers_json(accept: &str) -> bool {
+    let (mut json, mut text) = (0.0_f32, 0.0_f32);
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if media == "application/json" || media.ends_with("+json") {
+            json = json.max(q);
+        } else if media.starts_with("text/") || media == "*/*" {
+            text = text.max(q);
+        }
+    }
+    json > 0.0 && json > text
 }
 
 /// Header values must be visible ASCII: anything else becomes '?'.

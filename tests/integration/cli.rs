@@ -190,23 +190,33 @@ fn bad_flags_are_usage_errors() {
 #[test]
 fn start_refuses_a_connect_from_curl_and_exits_0_on_sigterm() {
     let home = tempfile::tempdir().unwrap();
-    let certs = tempfile::tempdir().unwrap();
-    let root = TestPki::new().write_root(certs.path());
     let mut cmd = keygate(home.path());
     cmd.args(["start", "--listen", "127.0.0.1:0", "--mode", "custom"]);
     let keygate = Running::start(cmd);
     assert!(keygate.addr.ip().is_loopback() && keygate.addr.port() != 0);
 
+    // refusals: tls (the default): the CONNECT is accepted, TLS terminated with a leaf
+    // of keygate's CA, and curl's request answered with the refusal, which curl prints.
     let out = run({
-        let mut cmd = curl(&root);
+        let mut cmd = curl(&home.path().join("ca/keygate-ca.pem"));
         cmd.arg("--verbose")
-            .args(["--write-out", "%{http_connect}"])
+            .args(["--write-out", "\n%{http_connect} %{http_code}"])
             .args(["--proxy", &format!("http://{}", keygate.addr)])
             .arg("https://blocked.invalid/");
         cmd
     });
-    assert_ne!(out.code, Some(0), "{out:?}");
-    assert_eq!(out.stdout.trim(), "403", "{out:?}");
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.ends_with("200 403"), "{out:?}");
+    assert!(
+        out.stdout
+            .starts_with("keygate refused GET https://blocked.invalid/."),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout
+            .contains("network:\n      allow: [\"blocked.invalid\"]"),
+        "{out:?}"
+    );
     let verbose = out.stderr.to_ascii_lowercase();
     assert!(
         verbose.contains("x-keygate-reason: not-allowed"),

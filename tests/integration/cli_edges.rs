@@ -378,6 +378,8 @@ fn start_deny_flag_beats_allow_and_sigint_exits_0() {
     // Stands in for ok.deny.test, so that no name is looked up beyond this machine.
     let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let resolve = format!("ok.deny.test:443={}", upstream.local_addr().expect("addr"));
+    // The refusal answered at the CONNECT itself (`refusals: connect`).
+    std::fs::write(home.path().join("keygate.yaml"), "refusals: connect\n").unwrap();
     let running = Running::start(bin::keygate_keyutils(
         home.path(),
         &[

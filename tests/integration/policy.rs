@@ -284,6 +284,7 @@ async fn deny_wins_over_a_secrets_own_hosts() {
     let api = ApiUpstream::start(&pki, &[SECRET_HOST], Alpn::H2AndHttp1).await;
     let plain = HttpUpstream::start().await;
     let proxy = ProxyBuilder::new()
+        .yaml("refusals: connect\n")
         .secret(&secret)
         .upstream_ca(&root)
         .deny(SECRET_HOST)

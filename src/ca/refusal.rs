@@ -1,0 +1,95 @@
+//! The session's refusal CA (issue 13): a second in-memory CA of a jailed session that
+//! signs nothing but refusal pages.
+//!
+//! The session CA may vouch only for the hosts the session intercepts, so it cannot
+//! sign a leaf for a refused name. The refusal CA can, and nothing else: keygate uses it
+//! only in [`crate::proxy::refusal`], whose connections answer the refusal and never
+//! reach an upstream; its key never leaves keygate's memory and dies with the session.
+//! Its certificate *excludes* the session's intercepted hosts (name constraints,
+//! excluded subtrees), so even keygate could not use it to stand in for a host that
+//! receives a secret. A refused name inside those hosts (a deny rule on a secret host)
+//! gets its page leaf from the session CA instead: [`RefusalIssuer`] picks.
+
+use std::sync::Arc;
+
+use rcgen::{DistinguishedName, DnType, Issuer, KeyPair, NameConstraints, PKCS_ECDSA_P256_SHA256};
+use time::Duration;
+
+use super::session::normalize_permits;
+use super::{BACKDATE, Ca, CaError, LeafCert, LeafIssuer, ORGANIZATION, Permit, ca_params};
+use crate::policy::Host;
+
+/// Common name of every session refusal CA.
+pub const REFUSAL_CA_COMMON_NAME: &str = "keygate session refusal CA";
+
+impl Ca {
+    /// A fresh refusal CA, in memory only, that may vouch for any name except those
+    /// `excluded` holds (the session CA's permits). Validity as for [`Ca::session`].
+    pub fn refusal(excluded: &[Permit], validity: Duration) -> Result<Ca, CaError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = ca_params()?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, REFUSAL_CA_COMMON_NAME);
+        dn.push(DnType::OrganizationName, ORGANIZATION);
+        params.distinguished_name = dn;
+        params.not_after = params.not_before + BACKDATE + validity;
+        let excluded = normalize_permits(excluded.iter().cloned());
+        if !excluded.is_empty() {
+            params.name_constraints = Some(NameConstraints {
+                permitted_subtrees: Vec::new(),
+                excluded_subtrees: excluded.iter().map(Permit::subtree).collect(),
+            });
+        }
+        let cert = params.self_signed(&key)?;
+        Ok(Ca {
+            cert_der: cert.der().clone(),
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+}
+
+/// Mints refusal-page leaves for a session: from the session CA for a name it may vouch
+/// for, else from the refusal CA (which may vouch for every other name).
+pub struct RefusalIssuer {
+    session: Arc<Ca>,
+    refusal: Ca,
+    permits: Vec<Permit>,
+}
+
+impl std::fmt::Debug for RefusalIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefusalIssuer")
+            .field("permits", &self.permits.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RefusalIssuer {
+    /// A refusal CA excluding `permits`, paired with the session CA that permits them.
+    pub fn new(session: Arc<Ca>, permits: &[Permit], validity: Duration) -> Result<Self, CaError> {
+        Ok(RefusalIssuer {
+            refusal: Ca::refusal(permits, validity)?,
+            session,
+            permits: normalize_permits(permits.iter().cloned()),
+        })
+    }
+
+    /// The refusal CA's certificate, PEM: the child trusts it beside the session CA.
+    pub fn refusal_ca_pem(&self) -> &str {
+        self.refusal.cert_pem()
+    }
+}
+
+impl LeafIssuer for RefusalIssuer {
+    fn mint(&self, host: &Host) -> Result<LeafCert, CaError> {
+        match self.permits.iter().any(|p| p.covers(host)) {
+            true => self.session.mint(host),
+            false => self.refusal.mint(host),
+        }
+    }
+
+    fn ca_pem(&self) -> &str {
+        self.refusal.cert_pem()
+    }
+}
