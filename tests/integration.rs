@@ -41,6 +41,10 @@ mod keyring;
 mod large_body;
 #[path = "integration/policy.rs"]
 mod policy;
+#[path = "integration/refusals.rs"]
+mod refusals;
+#[path = "integration/refusals_clients.rs"]
+mod refusals_clients;
 #[path = "integration/regression.rs"]
 mod regression;
 #[path = "integration/reload.rs"]

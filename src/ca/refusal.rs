@@ -93,3 +93,88 @@ impl LeafIssuer for RefusalIssuer {
         self.refusal.cert_pem()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    use super::*;
+    use crate::ca::SESSION_CA_VALIDITY;
+    use crate::policy::HostPattern;
+
+    fn permits(patterns: &[&str]) -> Vec<Permit> {
+        patterns
+            .iter()
+            .flat_map(|p| Permit::from_pattern(&HostPattern::parse(p).unwrap()))
+            .collect()
+    }
+
+    fn verifier(root: &CertificateDer<'static>) -> Arc<WebPkiServerVerifier> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(root.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap()
+    }
+
+    fn verify(v: &WebPkiServerVerifier, leaf: &LeafCert, name: &str) -> Result<(), String> {
+        let server = ServerName::try_from(name.to_string()).unwrap();
+        v.verify_server_cert(&leaf.chain[0], &[], &server, &[], UnixTime::now())
+            .map(|_| ())
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    fn issuer_cn(der: &[u8]) -> String {
+        let (_, cert) = X509Certificate::from_der(der).unwrap();
+        cert.issuer().to_string()
+    }
+
+    #[test]
+    fn the_refusal_ca_vouches_for_any_name_but_the_sessions_hosts() {
+        let hosts = permits(&["api.anthropic.com", "keygate.test", "10.0.0.0/8"]);
+        let refusal = Ca::refusal(&hosts, SESSION_CA_VALIDITY).unwrap();
+        let v = verifier(refusal.cert_der());
+        for ok in ["evil.example", "anthropic.com", "11.0.0.1"] {
+            let leaf = refusal.mint(&Host::parse(ok).unwrap()).unwrap();
+            assert!(verify(&v, &leaf, ok).is_ok(), "{ok}");
+        }
+        // Even keygate could not stand in for a host that receives a secret with it.
+        for excluded in ["api.anthropic.com", "x.api.anthropic.com", "10.1.2.3"] {
+            let leaf = refusal.mint(&Host::parse(excluded).unwrap()).unwrap();
+            let err = verify(&v, &leaf, excluded).expect_err(excluded);
+            assert!(err.contains("NameConstraint"), "{excluded}: {err}");
+        }
+        let (_, cert) = X509Certificate::from_der(refusal.cert_der()).unwrap();
+        assert!(cert.is_ca());
+        assert!(cert.subject().to_string().contains(REFUSAL_CA_COMMON_NAME));
+    }
+
+    #[test]
+    fn the_issuer_signs_with_the_session_ca_inside_its_hosts_and_the_refusal_ca_outside() {
+        let hosts = permits(&["api.anthropic.com"]);
+        let session = Arc::new(Ca::session(&hosts, SESSION_CA_VALIDITY).unwrap());
+        let issuer = RefusalIssuer::new(session.clone(), &hosts, SESSION_CA_VALIDITY).unwrap();
+        let inside = issuer
+            .mint(&Host::parse("api.anthropic.com").unwrap())
+            .unwrap();
+        assert!(issuer_cn(&inside.chain[0]).contains("keygate session CA"));
+        assert!(verify(&verifier(session.cert_der()), &inside, "api.anthropic.com").is_ok());
+        let outside = issuer.mint(&Host::parse("evil.example").unwrap()).unwrap();
+        assert!(issuer_cn(&outside.chain[0]).contains(REFUSAL_CA_COMMON_NAME));
+        assert_ne!(issuer.refusal_ca_pem(), session.cert_pem());
+        assert_eq!(issuer.ca_pem(), issuer.refusal_ca_pem());
+    }
+
+    #[test]
+    fn without_hosts_to_exclude_the_refusal_ca_has_no_constraints() {
+        let refusal = Ca::refusal(&[], SESSION_CA_VALIDITY).unwrap();
+        let (_, cert) = X509Certificate::from_der(refusal.cert_der()).unwrap();
+        assert!(cert.name_constraints().unwrap().is_none());
+    }
+}

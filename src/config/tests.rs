@@ -232,3 +232,19 @@ fn the_jail_section_defaults_to_on_and_takes_paths() {
     let e = err("jail:\n  enabled: true\n  bogus: 1\n");
     assert!(e.contains(":3:3:") && e.contains("bogus"), "{e}");
 }
+
+#[test]
+fn refusals_default_to_tls_and_take_connect() {
+    assert_eq!(parse("").unwrap().refusals, Refusals::Tls);
+    assert_eq!(
+        parse("refusals: connect\n").unwrap().refusals,
+        Refusals::Connect
+    );
+    assert_eq!(parse("refusals: tls\n").unwrap().refusals, Refusals::Tls);
+    let e = err("listen: 127.0.0.1:1\nrefusals: page\n");
+    assert!(e.starts_with("/etc/kg/keygate.yaml:2:"), "{e}");
+    assert!(e.contains("tls") && e.contains("connect"), "{e}");
+    let c = parse("limits:\n  refusal_pages_per_minute: 5\n").unwrap();
+    assert_eq!(c.limits.refusal_pages_per_minute, 5);
+    assert_eq!(parse("").unwrap().limits.refusal_pages_per_minute, 60);
+}

@@ -270,3 +270,46 @@ pub fn full(content: impl Into<Bytes>) -> Body {
 pub fn empty() -> Body {
     full(Bytes::new())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_only_when_the_client_ranks_it_above_text() {
+        for yes in [
+            "application/json",
+            "application/json, text/plain;q=0.5",
+            "application/problem+json",
+            "text/plain;q=0.1, application/json",
+        ] {
+            assert!(prefers_json(yes), "{yes}");
+        }
+        for no in [
+            "*/*",
+            "",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            "application/json;q=0.5, */*",
+            "application/json;q=0",
+        ] {
+            assert!(!prefers_json(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn the_json_refusal_has_the_api_error_shape_and_the_same_reason_header() {
+        let err = ProxyError::Forbidden {
+            code: "sni-mismatch",
+            why: "TLS SNI differs".into(),
+            advice: "Use the same name.".into(),
+        };
+        let response = err.to_json_response("CONNECT a.example:443");
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            response.headers()[REASON_HEADER],
+            "sni-mismatch: TLS SNI differs"
+        );
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(err.code(), "sni-mismatch");
+    }
+}

@@ -52,13 +52,11 @@ pub fn answer_connect(
     if generation.config.refusals == Refusals::Connect || proxy.refusal_configs.is_none() {
         return proxy.refuse(event, &error, what, started);
     }
-    if !proxy
-        .refusal_rate
-        .admit(&budget_key(client), Instant::now())
-    {
+    let key = budget_key(client);
+    if !proxy.refusal_rate.admit(&key, Instant::now()) {
         let throttled = ProxyError::Throttled {
             why: format!(
-                "{client} had more than {} refused CONNECTs in the last minute, so this one gets no TLS refusal page",
+                "{key} had more than {} refused CONNECTs in the last minute, so this one gets no TLS refusal page",
                 proxy.refusal_rate.per_minute()
             ),
             refusal: Box::new(error),
