@@ -89,7 +89,9 @@ fn jail_init(args: crate::cli::JailInitArgs) -> Result<u8, Failure> {
 /// RUST_LOG wins.
 pub fn init_logging(verbose: u8, format: LogFormat, quiet: bool) {
     let default = match verbose {
-        0 if quiet => "warn",
+        // Refusals and upstream failures are not logged here: `run` prints each on a
+        // line of its own (commands/refusals.rs), and alerts stay (error level).
+        0 if quiet => "warn,keygate::proxy::respond=error",
         0 => "keygate=info,warn",
         1 => "keygate=debug,info",
         _ => "trace",

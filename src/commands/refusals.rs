@@ -1,6 +1,8 @@
 //! What `keygate run` prints about its command's refusals: one short line each on its
 //! own stderr (what was refused, why, and the allow line that would lift it), so the
 //! human at the terminal sees what the agent was denied without reading the audit log.
+//! Failures (an upstream that could not be reached: 5xx) get a line too; at the default
+//! verbosity `run` logs neither, so each shows once.
 //!
 //! A proxy inside this process (a jailed session, or `--no-jail`'s embedded proxy)
 //! hands its refusals over through an audit tap ([`Printer::from_tap`]). A running
@@ -94,17 +96,16 @@ impl Seen {
     }
 }
 
-/// The line for a refusal, or `None` for a deny that is not one worth a line: a failure
-/// of the upstream (5xx), or a client that left on its own.
+/// The line for a refusal (or a failure: 5xx), or `None` for a deny that is not worth
+/// a line: a client that left on its own.
 pub fn line(seen: &Seen) -> Option<String> {
     let code = seen.reason.split(':').next().unwrap_or("").trim();
-    let refused = match seen.status {
-        Some(status) => (400..500).contains(&status),
-        None => seen.kind == "tunnel" && code != "client-closed" && !code.is_empty(),
+    let verb = match seen.status {
+        Some(status) if (500..600).contains(&status) => "could not complete",
+        Some(_) => "refused",
+        None if seen.kind == "tunnel" && code != "client-closed" && !code.is_empty() => "closed",
+        None => return None,
     };
-    if !refused {
-        return None;
-    }
     let authority = match seen.port {
         Some(port) => format!("{}:{port}", seen.host),
         None => seen.host.clone(),
@@ -119,7 +120,7 @@ pub fn line(seen: &Seen) -> Option<String> {
     if reason.chars().count() > MAX_REASON_CHARS {
         reason = reason.chars().take(MAX_REASON_CHARS).collect::<String>() + "…";
     }
-    let mut out = format!("keygate: refused {target}: {reason}");
+    let mut out = format!("keygate: {verb} {target}: {reason}");
     if let Some(pattern) = &seen.allow {
         out.push_str(&format!(
             "; to allow it, add to keygate.yaml: network: {{ allow: [\"{pattern}\"] }}"
@@ -265,14 +266,24 @@ mod tests {
     }
 
     #[test]
-    fn failures_and_clients_that_left_are_not_refusals() {
-        assert!(line(&connect("upstream-error: refused", Some(502), None)).is_none());
+    fn failures_say_so_and_clients_that_left_are_not_shown() {
+        let failed = line(&connect("upstream-error: refused", Some(502), None)).unwrap();
+        assert!(
+            failed.starts_with(
+                "keygate: could not complete CONNECT evil.example:443: upstream-error"
+            ),
+            "{failed}"
+        );
         let mut gone = connect("client-closed: the client closed", None, None);
         gone.kind = "tunnel".into();
         assert!(line(&gone).is_none());
         let mut fronting = connect("sni-mismatch: TLS SNI `a` differs", None, None);
         fronting.kind = "tunnel".into();
-        assert!(line(&fronting).unwrap().contains("sni-mismatch"));
+        assert!(
+            line(&fronting)
+                .unwrap()
+                .starts_with("keygate: closed evil.example:443: sni-mismatch")
+        );
     }
 
     #[test]

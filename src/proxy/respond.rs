@@ -246,10 +246,42 @@ fn header_safe(text: &str) -> HeaderValue {
     HeaderValue::from_str(&cleaned).unwrap_or_else(|_| HeaderValue::from_static("refused"))
 }
 
-/// A plain-text response carrying `X-Keygate-Reason`.
+/// The longest reason phrase keygate writes.
+const MAX_REASON_PHRASE: usize = 160;
+
+/// The HTTP/1.1 reason phrase of a refusal: the canonical one, then keygate's reason
+/// (its first clause), e.g. `Forbidden (keygate not-allowed: x.example:443 is not on
+/// keygate's allowlist (network mode: trusted))`. Clients that show only the status
+/// line (Python's `Tunnel connection failed: 403 …`, `raise_for_status()`, Node's
+/// `statusText`) then show why. keygate's own text, never an upstream's.
+fn reason_phrase(status: StatusCode, reason: &str) -> Option<hyper::ext::ReasonPhrase> {
+    let first = reason.split(';').next().unwrap_or("");
+    let text = format!(
+        "{} (keygate {first})",
+        status.canonical_reason().unwrap_or("Refused")
+    );
+    let cleaned: String = text
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(MAX_REASON_PHRASE)
+        .collect();
+    hyper::ext::ReasonPhrase::try_from(cleaned).ok()
+}
+
+/// A plain-text response carrying `X-Keygate-Reason` (and, on HTTP/1.1, a reason phrase
+/// that says it too).
 pub fn text_response(status: StatusCode, reason: &str, body: String) -> Response<Body> {
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
+    if let Some(phrase) = reason_phrase(status, reason) {
+        response.extensions_mut().insert(phrase);
+    }
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -210,3 +210,31 @@ async fn a_private_address_refusal_is_a_page_and_no_connection_is_made() {
     let event = proxy.event("connect", |e| e["host"] == "localhost").await;
     assert_eq!(event["allow"], format!("127.0.0.1:{port}"), "{event}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_line_of_a_refusal_says_why_for_clients_that_show_only_it() {
+    let (proxy, _upstream, _secret) = refusing("refusals: connect\n").await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"CONNECT blocked.test:443 HTTP/1.1\r\nHost: blocked.test:443\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n") {
+        let n = within("the status line", stream.read(&mut byte))
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "closed early: {}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    let line = String::from_utf8(head).unwrap();
+    // What Python prints: "Tunnel connection failed: 403 Forbidden (keygate not-allowed: …)".
+    assert!(
+        line.starts_with(
+            "HTTP/1.1 403 Forbidden (keygate not-allowed: blocked.test:443 is not on keygate's allowlist"
+        ),
+        "{line}"
+    );
+    assert!(line.len() <= 200, "{line}");
+}
