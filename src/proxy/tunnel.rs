@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use http::StatusCode;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::idle::Activity;
-use super::{ClientInfo, Proxy};
+use super::{ClientInfo, Proxy, refusal};
 use crate::audit::{Event, Kind, Verdict};
 use crate::config::limits::Span;
 use crate::policy::Host;
@@ -144,7 +145,17 @@ pub async fn run(
         event.decision = Verdict::Deny;
         event.reason = Some(format!("{code}: {why}"));
         event.bytes_up = first_bytes.len() as u64;
+        // SECURITY: the upstream connection is dropped unused; a refusal page, if the
+        // client gets one, is served by code with no path upstream.
+        drop(upstream);
+        let page = refusal::page_for_tunnel(&proxy, &client, &hello, code, why, &host, port);
+        if page.is_some() {
+            event.status = Some(StatusCode::FORBIDDEN.as_u16());
+        }
         finish(&proxy, event, started);
+        if let Some(page) = page {
+            refusal::page::serve_after(proxy, downstream, first_bytes, page, limits).await;
+        }
         return;
     }
     let activity = Activity::new();

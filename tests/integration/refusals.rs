@@ -238,3 +238,46 @@ async fn the_status_line_of_a_refusal_says_why_for_clients_that_show_only_it() {
     );
     assert!(line.len() <= 200, "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fronted_tunnel_gets_a_readable_sni_mismatch_and_its_upstream_no_byte() {
+    let pki = TestPki::new();
+    let allowed = TlsUpstream::echo(&pki, &["allowed.test"]).await;
+    let secret = TestSecret::new("refusals-fronting", &["api.other.test"]);
+    let proxy = ProxyBuilder::new()
+        .secret(&secret)
+        .allow("allowed.test")
+        .resolve("allowed.test:443", allowed.addr)
+        .start()
+        .await;
+    // CONNECT to the allowed host, TLS for another name (domain fronting).
+    let tunnel = crate::support::client::open_tunnel(proxy.addr, "allowed.test:443").await;
+    let name = rustls_pki_types::ServerName::try_from("fronted.test".to_string()).unwrap();
+    let config = crate::support::intercepted::client_config(&proxy.ca().der, &[b"http/1.1"]);
+    let tls = within(
+        "TLS with the refusal page",
+        tokio_rustls::TlsConnector::from(config).connect(name, tunnel),
+    )
+    .await
+    .expect("a leaf for the name the client checks");
+    let mut conn = Conn::over(tls, Version::HTTP_11).await;
+    let resp = conn.send(conn.get("fronted.test", "/", &[])).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let why = resp.headers()["x-keygate-reason"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        why.starts_with("sni-mismatch: TLS SNI `fronted.test` differs"),
+        "{why}"
+    );
+    assert!(body_text(resp).await.contains("domain fronting"));
+    assert_eq!(
+        allowed.handshakes(),
+        0,
+        "not a byte of TLS reached the allowed host"
+    );
+    let event = proxy.event("tunnel", |e| e["host"] == "allowed.test").await;
+    assert_eq!(event["decision"], "deny", "{event}");
+    assert_eq!(event["status"], 403, "{event}");
+}

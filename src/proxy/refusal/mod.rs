@@ -24,6 +24,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::respond::{ProxyError, empty};
+use super::tunnel::Hello;
 use super::{Body, ClientInfo, Proxy};
 use crate::audit::Event;
 use crate::config::Refusals;
@@ -77,6 +78,44 @@ pub fn answer_connect(
     // SECURITY: a 200 here opens nothing: the upgraded connection is served by
     // `page::serve` alone, which answers the refusal and has no path upstream.
     Response::new(empty())
+}
+
+/// A refusal page for a tunnel closed after its `200` (the ClientHello's SNI names
+/// another host than the CONNECT: domain fronting; or no TLS at all), when the
+/// configuration, the CA and the client's budget allow one. Its leaf is for the name
+/// the client will check: the SNI name, else the CONNECT host.
+pub fn page_for_tunnel(
+    proxy: &Proxy,
+    client: &ClientInfo,
+    hello: &Hello,
+    code: &'static str,
+    why: String,
+    host: &Host,
+    port: u16,
+) -> Option<page::Page> {
+    let advice = match hello {
+        Hello::Tls { .. } => format!(
+            "Connect to the host you mean: the TLS server name must be the CONNECT host ({host}). keygate refuses a tunnel whose name differs (domain fronting)."
+        ),
+        Hello::NotTls => format!(
+            "keygate tunnels only TLS. Send plain HTTP to the proxy as an absolute URL (http://{host}/..., what HTTP_PROXY does), not through CONNECT."
+        ),
+        _ => return None,
+    };
+    let leaf_host = match hello {
+        Hello::Tls { sni: Some(sni) } => Host::parse(sni).ok()?,
+        _ => host.clone(),
+    };
+    let usable = proxy.current().config.refusals == Refusals::Tls
+        && proxy.refusal_configs.is_some()
+        && proxy
+            .refusal_rate
+            .admit(&budget_key(client), Instant::now());
+    usable.then_some(page::Page {
+        error: ProxyError::Forbidden { code, why, advice },
+        host: leaf_host,
+        port,
+    })
 }
 
 /// Whose budget a refusal page comes from: the proxy-auth user or session, else the

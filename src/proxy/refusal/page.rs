@@ -53,10 +53,21 @@ pub async fn serve(proxy: Arc<Proxy>, upgraded: Upgraded, page: Page, limits: Li
         tracing::debug!("refusal page for {}: the client sent nothing", page.host);
         return;
     };
+    serve_after(proxy, io, first.to_vec(), page, limits).await;
+}
+
+/// Serves the refusal on `io`, whose first bytes (`read`, at least one) were already
+/// read from it: a TLS ClientHello (then TLS is terminated) or anything else (then
+/// plain HTTP is answered).
+pub async fn serve_after<IO>(proxy: Arc<Proxy>, io: IO, read: Vec<u8>, page: Page, limits: Limits)
+where
+    IO: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let tls_first = read.first() == Some(&TLS_HANDSHAKE);
     let (reader, writer) = tokio::io::split(io);
-    let io = tokio::io::join(std::io::Cursor::new(first).chain(reader), writer);
+    let io = tokio::io::join(std::io::Cursor::new(read).chain(reader), writer);
     let page = Arc::new(page);
-    if first[0] != TLS_HANDSHAKE {
+    if !tls_first {
         return answer(io, page, &limits, false).await;
     }
     let Some(configs) = &proxy.refusal_configs else {
