@@ -170,3 +170,41 @@ fn run_prints_the_refusals_of_a_keygate_it_reuses() {
         "the running keygate made the refusal: {stderr:#?}"
     );
 }
+
+#[test]
+fn run_prints_the_refusals_of_its_embedded_proxy() {
+    if clients::curl().is_none() {
+        return;
+    }
+    let home = bin::home_listening_on(bin::free_port());
+    // A policy flag makes `run --no-jail` embed a proxy of its own.
+    let out = bin::run(bin::keygate_keyutils(
+        home.path(),
+        &[
+            "run",
+            "--no-jail",
+            "--mode",
+            "custom",
+            "--",
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            REFUSED_URL,
+        ],
+    ));
+    assert_eq!(out.code, Some(0), "{}", show(&out));
+    assert!(out.stdout.contains("Why: not-allowed"), "{}", show(&out));
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("keygate: refused CONNECT refused.example:443: not-allowed"))
+        .unwrap_or_else(|| panic!("{}", show(&out)));
+    assert!(line.contains("(network mode: custom)"), "{line}");
+    assert_eq!(
+        out.stderr.matches("refused.example:443").count(),
+        2,
+        "one line (with the host twice), no log record besides: {}",
+        out.stderr
+    );
+}
