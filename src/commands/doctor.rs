@@ -10,6 +10,7 @@ use keygate::ca::{self, Ca};
 use keygate::config::Config;
 use keygate::home::Home;
 use keygate::secrets::{SecretSet, SecretStore};
+use keygate::text::{count, count_of};
 
 use super::run::{Embedded, probe};
 use super::{Failure, load_config, load_registry, open_store};
@@ -63,7 +64,11 @@ pub fn run(home: &Home) -> Result<(), Failure> {
         Ok(b) => {
             report.ok(
                 "registry",
-                format!("{} secrets in {}", b.len(), home.secrets_file().display()),
+                format!(
+                    "{} in {}",
+                    count_of(b.len(), "secret", "secrets"),
+                    home.secrets_file().display()
+                ),
             );
             b
         }
@@ -198,7 +203,13 @@ fn check_ca(home: &Home, report: &mut Report) -> Option<Ca> {
         ),
         Some(days) => report.warn(
             "CA",
-            format!("expires in {days} days: rotate with `keygate ca init --force`"),
+            format!(
+                "expires {}: rotate with `keygate ca init --force`",
+                match u64::try_from(days) {
+                    Ok(days @ 1..) => format!("in {}", count(days, "day", "days")),
+                    _ => "within a day".to_string(),
+                }
+            ),
         ),
         None => report.fail("CA", "expired: rotate with `keygate ca init --force`"),
     }

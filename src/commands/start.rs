@@ -11,6 +11,7 @@ use keygate::policy::Policy;
 use keygate::proxy::auth::ProxyAuth;
 use keygate::proxy::{self, Proxy};
 use keygate::secrets::{Binding, SecretSet, SecretStore};
+use keygate::text::count_of;
 
 use super::{Failure, load_config, overrides};
 use crate::cli::StartArgs;
@@ -111,10 +112,10 @@ async fn reload_on_sighup(
                         config.listen
                     );
                 }
-                let count = secrets.iter().count();
+                let count = count_of(secrets.iter().count(), "secret", "secrets");
                 match proxy.reload(config, policy, secrets) {
                     Ok(()) => {
-                        tracing::info!("reloaded the configuration and {count} secrets (SIGHUP)")
+                        tracing::info!("reloaded the configuration and {count} (SIGHUP)")
                     }
                     Err(e) => {
                         tracing::error!("reload failed, keeping the previous configuration: {e}")
@@ -176,12 +177,19 @@ pub fn load_secrets(bindings: Vec<Binding>) -> Result<SecretSet, Failure> {
     if let Some(caveat) = store.caveat() {
         tracing::info!("{caveat}");
     }
-    let names: Vec<&str> = secrets.iter().map(|b| b.name.as_str()).collect();
+    let names: Vec<&str> = secrets
+        .iter()
+        .filter(|b| b.real.is_some())
+        .map(|b| b.name.as_str())
+        .collect();
+    let listed = match names.is_empty() {
+        true => String::new(),
+        false => format!(": {}", names.join(", ")),
+    };
     tracing::info!(
-        "loaded {} secrets from the {} keyring: {}",
-        names.len(),
-        store.backend(),
-        names.join(", ")
+        "loaded {} from the {} keyring{listed}",
+        count_of(names.len(), "secret", "secrets"),
+        store.backend()
     );
     Ok(secrets)
 }
