@@ -126,12 +126,23 @@ pub enum SecretCommand {
     /// hold on the last line of stdout
     Add(SecretAddArgs),
     /// List registered secrets (never their values)
-    List,
+    List(SecretListArgs),
     /// Remove a secret from the keyring and the registry
     Rm {
         /// Secret name
         name: String,
     },
+}
+
+/// `keygate secret list`: a table that fits 80 columns, or whole values, or JSON.
+#[derive(Debug, Args)]
+pub struct SecretListArgs {
+    /// Print every cell whole (the table is wider than 80 columns)
+    #[arg(long, conflicts_with = "json")]
+    pub long: bool,
+    /// Print a JSON array: each secret's registry fields and `stored` (never a value)
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `keygate secret add`: NAME alone uses the recipe addons/NAME.yaml for the rest.

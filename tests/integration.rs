@@ -47,6 +47,8 @@ mod regression;
 mod reload;
 #[path = "integration/scrub.rs"]
 mod scrub;
+#[path = "integration/secret_list.rs"]
+mod secret_list;
 #[path = "integration/session_ca.rs"]
 mod session_ca;
 #[path = "integration/soak.rs"]

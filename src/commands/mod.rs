@@ -7,6 +7,7 @@ mod doctor;
 mod env;
 mod run;
 mod secret;
+mod secret_list;
 #[cfg(unix)]
 mod session;
 mod start;

@@ -13,7 +13,7 @@ use crate::cli::{SecretAddArgs, SecretCommand};
 pub fn run(home: &Home, cmd: SecretCommand) -> Result<(), Failure> {
     match cmd {
         SecretCommand::Add(args) => add(home, args),
-        SecretCommand::List => list(home),
+        SecretCommand::List(args) => super::secret_list::list(home, args),
         SecretCommand::Rm { name } => rm(home, &name),
     }
 }
@@ -151,55 +151,6 @@ fn add(home: &Home, args: SecretAddArgs) -> Result<(), Failure> {
     );
     println!("{}", entry.dummy);
     Ok(())
-}
-
-fn list(home: &Home) -> Result<(), Failure> {
-    let registry = load_registry(home)?;
-    if registry.entries.is_empty() {
-        eprintln!("keygate: no secrets registered; add one with `keygate secret add NAME`");
-        return Ok(());
-    }
-    let store = open_store();
-    let mut failure = None;
-    println!(
-        "{:<14} {:<36} {:<15} {:<22} {:<30} STORED",
-        "NAME", "HOSTS", "HEADER", "ENV", "DUMMY"
-    );
-    for e in &registry.entries {
-        let stored = match &store {
-            Ok(store) => match store.get(&e.name) {
-                Ok(Some(_)) => "yes".to_string(),
-                Ok(None) => "no".to_string(),
-                Err(err) => {
-                    failure.get_or_insert_with(|| err.to_string());
-                    "unknown".to_string()
-                }
-            },
-            Err(err) => {
-                failure.get_or_insert_with(|| err.error.to_string());
-                "unknown".to_string()
-            }
-        };
-        let env = e.env.names().join(",");
-        println!(
-            "{:<14} {:<36} {:<15} {:<22} {:<30} stored: {stored}",
-            e.name,
-            e.hosts.join(","),
-            e.header,
-            if env.is_empty() { "-" } else { &env },
-            e.dummy
-        );
-    }
-    if let Ok(store) = &store {
-        eprintln!("keygate: values are in the {} keyring", store.backend());
-        if let Some(caveat) = store.caveat() {
-            eprintln!("keygate: note: {caveat}");
-        }
-    }
-    match failure {
-        Some(message) => Err(Failure::from(anyhow!(message))),
-        None => Ok(()),
-    }
 }
 
 fn rm(home: &Home, name: &str) -> Result<(), Failure> {

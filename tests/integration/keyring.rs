@@ -186,7 +186,7 @@ fn cli_add_list_rm_with_keyutils() {
         "the trailing newline is dropped"
     );
 
-    let list = bin::run(cmd(&["secret", "list"]));
+    let list = bin::run(cmd(&["secret", "list", "--long"]));
     assert_eq!(list.code, Some(0), "{list:?}");
     let row = list
         .stdout
@@ -194,7 +194,7 @@ fn cli_add_list_rm_with_keyutils() {
         .find(|l| l.starts_with(&name))
         .expect("listed");
     assert!(
-        row.contains("api.demo.test") && row.contains(&dummy) && row.contains("stored: yes"),
+        row.contains("api.demo.test") && row.contains(&dummy) && row.ends_with("  yes"),
         "{row}"
     );
     assert!(!list.stdout.contains(&real));
