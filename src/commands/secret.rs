@@ -136,7 +136,7 @@ fn add(home: &Home, args: SecretAddArgs) -> Result<(), Failure> {
         store.backend(),
         entry.hosts.join(", ")
     );
-    if let Some(caveat) = store.caveat() {
+    if let Some(caveat) = super::caveat(&store) {
         eprintln!("keygate: note: {caveat}");
     }
     let envs = entry.env.names();

@@ -7,7 +7,7 @@ use keygate::home::Home;
 use keygate::secrets::{SecretEntry, SecretStore};
 use keygate::text::Table;
 
-use super::{Failure, load_registry, open_store};
+use super::{Failure, caveat, load_registry, open_store};
 use crate::cli::SecretListArgs;
 
 /// The widest line the table prints without `--long`.
@@ -91,7 +91,7 @@ pub fn list(home: &Home, args: SecretListArgs) -> Result<(), Failure> {
     }
     if let Ok(store) = &store {
         eprintln!("keygate: values are in the {} keyring", store.backend());
-        if let Some(caveat) = store.caveat() {
+        if let Some(caveat) = caveat(store) {
             eprintln!("keygate: note: {caveat}");
         }
     }

@@ -50,8 +50,17 @@ pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
                 "keygate: {addr} is not loopback, so proxy authentication is required (Basic, user `keygate`, password in the keyring); `keygate env` prints the proxy URL with it"
             );
         }
+        // Listening for SIGHUP before saying "listening": a script that sends one as soon
+        // as it reads the line must get a reload, not SIGHUP's default (exit).
+        let hangups = hangups();
         eprintln!("keygate listening on http://{addr}");
-        let reloads = tokio::spawn(reload_on_sighup(proxy.clone(), home.clone(), flags, listen));
+        let reloads = tokio::spawn(reload_on_sighup(
+            hangups,
+            proxy.clone(),
+            home.clone(),
+            flags,
+            listen,
+        ));
         proxy::run(proxy, listener, shutdown_signal()).await?;
         reloads.abort();
         anyhow::Ok(())
@@ -91,14 +100,13 @@ fn load_generation(home: &Home, flags: Overrides) -> Result<(Config, Policy, Sec
 /// error the previous configuration stays in force.
 #[cfg(unix)]
 async fn reload_on_sighup(
+    hangups: Option<Hangups>,
     proxy: Arc<Proxy>,
     home: Home,
     flags: Overrides,
     listen: std::net::SocketAddr,
 ) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: reload is unavailable");
+    let Some(mut hangups) = hangups else {
         return;
     };
     while hangups.recv().await.is_some() {
@@ -134,7 +142,35 @@ async fn reload_on_sighup(
 }
 
 #[cfg(not(unix))]
-async fn reload_on_sighup(_: Arc<Proxy>, _: Home, _: Overrides, _: std::net::SocketAddr) {}
+async fn reload_on_sighup(
+    _: Option<Hangups>,
+    _: Arc<Proxy>,
+    _: Home,
+    _: Overrides,
+    _: std::net::SocketAddr,
+) {
+}
+
+/// The stream of SIGHUPs (none where there is no SIGHUP).
+#[cfg(unix)]
+type Hangups = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangups = ();
+
+/// Starts listening for SIGHUP (inside the runtime); `None`, with a warning, when the
+/// handler cannot be installed.
+#[cfg(unix)]
+fn hangups() -> Option<Hangups> {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::hangup())
+        .inspect_err(|e| tracing::warn!("cannot listen for SIGHUP ({e}): reload is unavailable"))
+        .ok()
+}
+
+#[cfg(not(unix))]
+fn hangups() -> Option<Hangups> {
+    None
+}
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
 async fn shutdown_signal() {
@@ -174,7 +210,7 @@ pub fn load_secrets(bindings: Vec<Binding>) -> Result<SecretSet, Failure> {
             m.name
         );
     }
-    if let Some(caveat) = store.caveat() {
+    if let Some(caveat) = super::caveat(&store) {
         tracing::info!("{caveat}");
     }
     let names: Vec<&str> = secrets
