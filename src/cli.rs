@@ -131,6 +131,10 @@ pub enum SecretCommand {
     Rm {
         /// Secret name
         name: String,
+        /// Also delete a keyring value that this home did not register (the keyring is
+        /// per user: another home may be using it)
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -150,6 +154,10 @@ pub struct SecretListArgs {
 pub struct SecretAddArgs {
     /// Secret name (also the recipe to use, e.g. anthropic, openai, github)
     pub name: String,
+    /// Use this recipe for a new secret instead of the one named NAME, e.g.
+    /// `secret add anthropic-test --recipe anthropic`
+    #[arg(long, value_name = "RECIPE")]
+    pub recipe: Option<String>,
     /// Host the secret may be sent to (repeatable); replaces the recipe's hosts
     #[arg(long = "host", value_name = "HOST")]
     pub hosts: Vec<String>,
@@ -171,6 +179,10 @@ pub struct SecretAddArgs {
     /// Read the value from this environment variable
     #[arg(long, value_name = "VAR")]
     pub from_env: Option<String>,
+    /// Replace a keyring value that this home did not register (the keyring is per
+    /// user: another home, or an earlier install, may be using it)
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Flags of `keygate start` (they add to or override keygate.yaml).

@@ -37,6 +37,8 @@ mod intercept;
 mod jail;
 #[path = "integration/keyring.rs"]
 mod keyring;
+#[path = "integration/keyring_homes.rs"]
+mod keyring_homes;
 #[path = "integration/large_body.rs"]
 mod large_body;
 #[path = "integration/policy.rs"]
