@@ -55,6 +55,8 @@ mod secret_list;
 mod session_ca;
 #[path = "integration/soak.rs"]
 mod soak;
+#[path = "integration/start_busy.rs"]
+mod start_busy;
 #[path = "integration/streaming.rs"]
 mod streaming;
 #[path = "integration/tunnel.rs"]

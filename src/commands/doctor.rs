@@ -12,7 +12,8 @@ use keygate::home::Home;
 use keygate::secrets::{SecretSet, SecretStore};
 use keygate::text::{count, count_of};
 
-use super::run::{Embedded, probe};
+use super::probe::same_ca;
+use super::run::Embedded;
 use super::{Failure, load_config, load_registry, open_store};
 
 /// How long one runtime probe may take.
@@ -102,7 +103,7 @@ pub fn run(home: &Home) -> Result<(), Failure> {
                 None
             }
         };
-        let running = probe(listen, credentials.as_ref(), ca.cert_pem()).await;
+        let running = same_ca(listen, credentials.as_ref(), ca.cert_pem()).await;
         if running {
             report.ok("listener", format!("keygate answers on {listen} with this CA"));
         } else {

@@ -1,10 +1,12 @@
 //! Command implementations: glue between the CLI and the library.
 
+mod busy;
 mod ca;
 mod check;
 mod child;
 mod doctor;
 mod env;
+mod probe;
 mod run;
 mod secret;
 mod secret_list;

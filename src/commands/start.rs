@@ -21,18 +21,23 @@ const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
     let flags = overrides(args.listen, args.policy);
-    let (config, policy, secrets) = load_generation(home, flags.clone())?;
+    let (config, bindings) = load_settings(home, flags.clone())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let listen = config.listen;
+    // The port first: a second `keygate start` on a busy port fails at once, having
+    // read no secret from the keyring and written no file.
+    let listener = runtime.block_on(bind(listen))?;
+    let secrets = load_secrets(bindings)?;
+    let policy = config.policy(secrets.host_patterns());
     home.ensure_dirs()
         .with_context(|| format!("creating {}", home.root().display()))?;
     let ca = super::ca::ensure_ca(home)?;
     super::tighten_home(home)?;
     let (audit, writer) = AuditLog::open(&home.audit_log())
         .with_context(|| format!("opening {}", home.audit_log().display()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let listen = config.listen;
     let mut builder = Proxy::builder(config, policy, audit.clone())
         .ca(Arc::new(ca))
         .secrets(secrets);
@@ -41,18 +46,16 @@ pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
     }
     let proxy = builder.build().map_err(Failure::usage)?;
     let result = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
         if !addr.ip().is_loopback() {
             eprintln!(
                 "keygate: {addr} is not loopback, so proxy authentication is required (Basic, user `keygate`, password in the keyring); `keygate env` prints the proxy URL with it"
             );
         }
-        // Listening for SIGHUP before saying "listening": a script that sends one as soon
-        // as it reads the line must get a reload, not SIGHUP's default (exit).
+        // Signals are caught before "listening" is said: a script that sends one as soon
+        // as it reads the line gets a reload or a graceful stop, not the default (exit).
         let hangups = hangups();
+        let shutdown = shutdown_signal();
         eprintln!("keygate listening on http://{addr}");
         let reloads = tokio::spawn(reload_on_sighup(
             hangups,
@@ -61,7 +64,7 @@ pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
             flags,
             listen,
         ));
-        proxy::run(proxy, listener, shutdown_signal()).await?;
+        proxy::run(proxy, listener, shutdown).await?;
         reloads.abort();
         anyhow::Ok(())
     });
@@ -75,9 +78,21 @@ pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
     result.map_err(Failure::from)
 }
 
-/// Reads keygate.yaml (merged with `flags`), secrets.yaml and every secret's value: what
-/// start and each reload need. Invalid files are exit 2; an unreachable keyring exit 1.
-fn load_generation(home: &Home, flags: Overrides) -> Result<(Config, Policy, SecretSet), Failure> {
+/// Binds the listener; when the address is taken, says by what (another keygate, or
+/// which program) and what to do.
+async fn bind(listen: std::net::SocketAddr) -> Result<tokio::net::TcpListener, Failure> {
+    match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => Ok(listener),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            Err(anyhow::anyhow!(super::busy::in_use(listen).await).into())
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot listen on {listen}: {e}").into()),
+    }
+}
+
+/// Reads keygate.yaml (merged with `flags`) and secrets.yaml, not the keyring. Invalid
+/// files are exit 2.
+fn load_settings(home: &Home, flags: Overrides) -> Result<(Config, Vec<Binding>), Failure> {
     let config = load_config(home, flags)?;
     for ca in &config.upstream_ca {
         if !ca.is_file() {
@@ -90,6 +105,13 @@ fn load_generation(home: &Home, flags: Overrides) -> Result<(Config, Policy, Sec
     let bindings = super::load_registry(home)?
         .bindings()
         .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", home.secrets_file().display())))?;
+    Ok((config, bindings))
+}
+
+/// [`load_settings`] and every secret's value: what each reload needs. An unreachable
+/// keyring is exit 1.
+fn load_generation(home: &Home, flags: Overrides) -> Result<(Config, Policy, SecretSet), Failure> {
+    let (config, bindings) = load_settings(home, flags)?;
     let secrets = load_secrets(bindings)?;
     let policy = config.policy(secrets.host_patterns());
     Ok((config, policy, secrets))
@@ -172,25 +194,40 @@ fn hangups() -> Option<Hangups> {
     None
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+/// Starts listening for SIGINT (Ctrl-C) and SIGTERM (inside the runtime) and returns
+/// what completes on the first of them. Called before "listening" is printed, so a
+/// signal sent as soon as that line appears stops keygate gracefully instead of taking
+/// the signal's default action.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    async fn first(signal: Option<Signal>) {
+        match signal {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = term => tracing::info!("SIGTERM received"),
+    }
+    let interrupt = signal(SignalKind::interrupt())
+        .inspect_err(|e| tracing::warn!("cannot listen for SIGINT: {e}"))
+        .ok();
+    let terminate = signal(SignalKind::terminate())
+        .inspect_err(|e| tracing::warn!("cannot listen for SIGTERM: {e}"))
+        .ok();
+    async move {
+        tokio::select! {
+            () = first(interrupt) => tracing::info!("SIGINT received"),
+            () = first(terminate) => tracing::info!("SIGTERM received"),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C received");
     }
 }
 
