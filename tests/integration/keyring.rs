@@ -171,6 +171,7 @@ fn cli_add_list_rm_with_keyutils() {
     again.stdin(std::process::Stdio::piped());
     let mut child = again
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
     {
@@ -179,8 +180,14 @@ fn cli_add_list_rm_with_keyutils() {
         writeln!(stdin, "{real}-rotated").expect("write value");
     }
     let rotated = child.wait_with_output().expect("wait");
-    assert!(rotated.status.success());
+    let rotated_err = String::from_utf8_lossy(&rotated.stderr);
+    assert!(rotated.status.success(), "{rotated_err}");
     assert_eq!(String::from_utf8_lossy(&rotated.stdout).trim(), dummy);
+    assert!(
+        rotated_err.contains(&format!("keygate: stored `{name}`")),
+        "{rotated_err}"
+    );
+    assert!(!rotated_err.contains(&real), "the value is not printed");
     let stored = store.get(&name).expect("get").expect("stored");
     assert_eq!(
         stored.expose(),
