@@ -24,12 +24,16 @@ fn rm(home: &std::path::Path, name: &str, extra: &[&str]) -> Output {
     bin::run(bin::keygate_keyutils(home, &args))
 }
 
-fn stored(name: &str) -> Option<String> {
+fn stored(name: &str) -> Option<keygate::secrets::SecretValue> {
     keyring::open(Some("keyutils"))
         .expect("keyutils")
         .get(name)
         .expect("keyring get")
-        .map(|v| v.expose().to_string())
+}
+
+/// True when the keyring holds `value` for `name` (compared, never printed).
+fn holds(name: &str, value: &str) -> bool {
+    stored(name).is_some_and(|v| v.expose() == value)
 }
 
 fn registered(home: &std::path::Path, name: &str) -> bool {
@@ -70,7 +74,7 @@ fn a_throw_away_home_neither_replaces_nor_deletes_another_homes_value() {
         );
     }
     assert!(refused.stdout.is_empty(), "no dummy: {}", refused.stdout);
-    assert_eq!(stored(&name).as_deref(), Some(values[0].as_str()));
+    assert!(holds(&name, &values[0]), "the first home's value is kept");
     assert!(!registered(other.path(), &name));
     outputs.push(refused);
 
@@ -83,13 +87,13 @@ fn a_throw_away_home_neither_replaces_nor_deletes_another_homes_value() {
         "{}",
         kept.stderr
     );
-    assert_eq!(stored(&name).as_deref(), Some(values[0].as_str()));
+    assert!(holds(&name, &values[0]), "the first home's value is kept");
     outputs.push(kept);
 
     // The home that registered it rotates the key without a flag.
     let rotated = add(main.path(), &name, &values[2], &[]);
     assert_eq!(rotated.code, Some(0), "{rotated:?}");
-    assert_eq!(stored(&name).as_deref(), Some(values[2].as_str()));
+    assert!(holds(&name, &values[2]), "the rotated value is stored");
     outputs.push(rotated);
 
     // --force replaces it, and says so.
@@ -100,14 +104,14 @@ fn a_throw_away_home_neither_replaces_nor_deletes_another_homes_value() {
         "{}",
         forced.stderr
     );
-    assert_eq!(stored(&name).as_deref(), Some(values[3].as_str()));
+    assert!(holds(&name, &values[3]), "--force stored the new value");
     assert!(registered(other.path(), &name));
     outputs.push(forced);
 
     // rm --force from a home that never listed it deletes the value.
     let deleted = rm(third.path(), &name, &["--force"]);
     assert_eq!(deleted.code, Some(0), "{deleted:?}");
-    assert_eq!(stored(&name), None);
+    assert!(stored(&name).is_none(), "rm --force deleted the value");
     outputs.push(deleted);
     let unknown = rm(third.path(), &name, &[]);
     assert_eq!(
