@@ -126,12 +126,27 @@ pub enum SecretCommand {
     /// hold on the last line of stdout
     Add(SecretAddArgs),
     /// List registered secrets (never their values)
-    List,
+    List(SecretListArgs),
     /// Remove a secret from the keyring and the registry
     Rm {
         /// Secret name
         name: String,
+        /// Also delete a keyring value that this home did not register (the keyring is
+        /// per user: another home may be using it)
+        #[arg(long)]
+        force: bool,
     },
+}
+
+/// `keygate secret list`: a table that fits 80 columns, or whole values, or JSON.
+#[derive(Debug, Args)]
+pub struct SecretListArgs {
+    /// Print every cell whole (the table is wider than 80 columns)
+    #[arg(long, conflicts_with = "json")]
+    pub long: bool,
+    /// Print a JSON array: each secret's registry fields and `stored` (never a value)
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `keygate secret add`: NAME alone uses the recipe addons/NAME.yaml for the rest.
@@ -139,6 +154,10 @@ pub enum SecretCommand {
 pub struct SecretAddArgs {
     /// Secret name (also the recipe to use, e.g. anthropic, openai, github)
     pub name: String,
+    /// Use this recipe for a new secret instead of the one named NAME, e.g.
+    /// `secret add anthropic-test --recipe anthropic`
+    #[arg(long, value_name = "RECIPE")]
+    pub recipe: Option<String>,
     /// Host the secret may be sent to (repeatable); replaces the recipe's hosts
     #[arg(long = "host", value_name = "HOST")]
     pub hosts: Vec<String>,
@@ -160,6 +179,10 @@ pub struct SecretAddArgs {
     /// Read the value from this environment variable
     #[arg(long, value_name = "VAR")]
     pub from_env: Option<String>,
+    /// Replace a keyring value that this home did not register (the keyring is per
+    /// user: another home, or an earlier install, may be using it)
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Flags of `keygate start` (they add to or override keygate.yaml).

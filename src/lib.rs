@@ -23,6 +23,7 @@
 //! * [`ca`]: the local certificate authority and `ca/bundle.pem`.
 //! * [`audit`]: the JSONL audit log, written off the request path.
 //! * [`proxy`]: the listener, CONNECT tunnels and plain-HTTP forwarding.
+//! * [`text`]: wording helpers for messages (a count and its noun).
 //!
 //! Dependency direction: `proxy` → `policy`, `ca`, `audit`; `config` and `policy` do no
 //! I/O; nothing imports `proxy`.
@@ -37,3 +38,4 @@ pub mod jail;
 pub mod policy;
 pub mod proxy;
 pub mod secrets;
+pub mod text;

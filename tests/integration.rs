@@ -37,6 +37,8 @@ mod intercept;
 mod jail;
 #[path = "integration/keyring.rs"]
 mod keyring;
+#[path = "integration/keyring_homes.rs"]
+mod keyring_homes;
 #[path = "integration/large_body.rs"]
 mod large_body;
 #[path = "integration/policy.rs"]
@@ -51,10 +53,14 @@ mod regression;
 mod reload;
 #[path = "integration/scrub.rs"]
 mod scrub;
+#[path = "integration/secret_list.rs"]
+mod secret_list;
 #[path = "integration/session_ca.rs"]
 mod session_ca;
 #[path = "integration/soak.rs"]
 mod soak;
+#[path = "integration/start_busy.rs"]
+mod start_busy;
 #[path = "integration/streaming.rs"]
 mod streaming;
 #[path = "integration/tunnel.rs"]

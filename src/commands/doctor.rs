@@ -1,21 +1,19 @@
 //! `keygate doctor`: checks every piece a working setup needs and says how to fix each
 //! broken one, on one screen. Exit 0 when nothing failed, 1 otherwise.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use anyhow::anyhow;
-use keygate::agent::{self, AgentEnv};
+use keygate::agent;
 use keygate::ca::{self, Ca};
 use keygate::config::Config;
 use keygate::home::Home;
 use keygate::secrets::{SecretSet, SecretStore};
+use keygate::text::{count, count_of};
 
-use super::run::{Embedded, probe};
+use super::probe::same_ca;
+use super::run::Embedded;
 use super::{Failure, load_config, load_registry, open_store};
 
-/// How long one runtime probe may take.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
+mod runtimes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
@@ -61,10 +59,9 @@ pub fn run(home: &Home) -> Result<(), Failure> {
         .and_then(|r| r.bindings().map_err(|e| Failure::usage(anyhow!(e))))
     {
         Ok(b) => {
-            report.ok(
-                "registry",
-                format!("{} secrets in {}", b.len(), home.secrets_file().display()),
-            );
+            let secrets = count_of(b.len(), "secret", "secrets");
+            let file = home.secrets_file();
+            report.ok("registry", format!("{secrets} in {}", file.display()));
             b
         }
         Err(f) => {
@@ -97,7 +94,7 @@ pub fn run(home: &Home) -> Result<(), Failure> {
                 None
             }
         };
-        let running = probe(listen, credentials.as_ref(), ca.cert_pem()).await;
+        let running = same_ca(listen, credentials.as_ref(), ca.cert_pem()).await;
         if running {
             report.ok("listener", format!("keygate answers on {listen} with this CA"));
         } else {
@@ -121,7 +118,7 @@ pub fn run(home: &Home) -> Result<(), Failure> {
             None => (listen, credentials),
         };
         let env = agent::agent_env(addr, credentials.as_ref(), &home.ca_cert(), &home.bundle(), &bindings);
-        probe_runtimes(&env, &mut report).await;
+        runtimes::probe_runtimes(&env, &mut report).await;
         if let Some(e) = embedded {
             e.stop().await;
         }
@@ -198,7 +195,10 @@ fn check_ca(home: &Home, report: &mut Report) -> Option<Ca> {
         ),
         Some(days) => report.warn(
             "CA",
-            format!("expires in {days} days: rotate with `keygate ca init --force`"),
+            format!(
+                "expires {}: rotate with `keygate ca init --force`",
+                within(days)
+            ),
         ),
         None => report.fail("CA", "expired: rotate with `keygate ca init --force`"),
     }
@@ -218,6 +218,14 @@ fn check_ca(home: &Home, report: &mut Report) -> Option<Ca> {
         ),
     }
     Some(ca)
+}
+
+/// `in 3 days`, `in 1 day`, or `within a day` for less than one whole day.
+fn within(days: i64) -> String {
+    match u64::try_from(days) {
+        Ok(days @ 1..) => format!("in {}", count(days, "day", "days")),
+        _ => "within a day".into(),
+    }
 }
 
 fn check_keyring(bindings: &[keygate::secrets::Binding], report: &mut Report) -> SecretSet {
@@ -270,141 +278,4 @@ fn hosts(b: &keygate::secrets::Binding) -> String {
         .map(|h| h.to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// A runtime probe: the program, its arguments, and what to do when it fails.
-struct RuntimeProbe {
-    name: &'static str,
-    program: &'static str,
-    args: &'static [&'static str],
-    remedy: &'static str,
-}
-
-const RUNTIMES: &[RuntimeProbe] = &[
-    RuntimeProbe {
-        name: "curl",
-        program: "curl",
-        args: &["-sS", "--max-time", "10", "https://keygate.test/health"],
-        remedy: "curl must see HTTPS_PROXY and CURL_CA_BUNDLE from `keygate env`",
-    },
-    RuntimeProbe {
-        name: "python3",
-        program: "python3",
-        args: &[
-            "-c",
-            "import urllib.request; print(urllib.request.urlopen('https://keygate.test/health', timeout=10).read().decode())",
-        ],
-        remedy: "Python must see HTTPS_PROXY and SSL_CERT_FILE/REQUESTS_CA_BUNDLE from `keygate env`",
-    },
-    RuntimeProbe {
-        name: "node",
-        program: "node",
-        args: &[
-            "-e",
-            "fetch('https://keygate.test/health').then(r => r.text()).then(t => console.log(t), e => { console.error(String(e.cause || e)); process.exit(1); })",
-        ],
-        remedy: "Node's fetch honours HTTPS_PROXY only with NODE_USE_ENV_PROXY=1 on a Node that supports it (24+); on older Node use undici's EnvHttpProxyAgent, and NODE_EXTRA_CA_CERTS for the CA",
-    },
-    RuntimeProbe {
-        name: "git",
-        program: "git",
-        args: &["ls-remote", "https://keygate.test/doctor.git"],
-        remedy: "git must see HTTPS_PROXY and GIT_SSL_CAINFO from `keygate env`",
-    },
-];
-
-async fn probe_runtimes(env: &AgentEnv, report: &mut Report) {
-    for probe in RUNTIMES {
-        let mut cmd = tokio::process::Command::new(probe.program);
-        cmd.args(probe.args)
-            .envs(&env.set)
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        for name in &env.unset {
-            cmd.env_remove(name);
-        }
-        let output = match cmd.output_with_timeout(PROBE_TIMEOUT).await {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                report.ok(probe.name, "not installed (skipped)");
-                continue;
-            }
-            other => other,
-        };
-        match output {
-            Ok(out)
-                if out.status.success()
-                    && (probe.name == "git"
-                        || String::from_utf8_lossy(&out.stdout).contains("\"tls\":true")) =>
-            {
-                report.ok(
-                    probe.name,
-                    "reaches https://keygate.test through keygate and trusts its CA",
-                );
-            }
-            Ok(out) => {
-                let err = String::from_utf8_lossy(&out.stderr);
-                let first = err
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("no output")
-                    .trim();
-                let old_node = match probe.name {
-                    "node" => node_major().await.filter(|major| *major < 24),
-                    _ => None,
-                };
-                match old_node {
-                    // A known limit of the runtime, not of the setup: say what it means.
-                    Some(major) => report.warn(
-                        probe.name,
-                        format!(
-                            "Node {major}'s built-in fetch ignores HTTPS_PROXY, so scripts using it bypass keygate (tools with their own proxy support, like Claude Code, are fine); use Node 24+ with NODE_USE_ENV_PROXY=1, or undici's EnvHttpProxyAgent"
-                        ),
-                    ),
-                    None => report.fail(probe.name, format!("{first} — {}", probe.remedy)),
-                }
-            }
-            Err(e) => report.fail(probe.name, format!("{e} — {}", probe.remedy)),
-        }
-    }
-}
-
-/// The installed Node's major version.
-async fn node_major() -> Option<u32> {
-    let out = tokio::process::Command::new("node")
-        .arg("--version")
-        .output_with_timeout(PROBE_TIMEOUT)
-        .await
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.trim()
-        .trim_start_matches('v')
-        .split('.')
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// `Command::output` bounded by a timeout (the child is killed on drop).
-trait OutputWithTimeout {
-    async fn output_with_timeout(
-        &mut self,
-        limit: Duration,
-    ) -> std::io::Result<std::process::Output>;
-}
-
-impl OutputWithTimeout for tokio::process::Command {
-    async fn output_with_timeout(
-        &mut self,
-        limit: Duration,
-    ) -> std::io::Result<std::process::Output> {
-        tokio::time::timeout(limit, self.output())
-            .await
-            .map_err(|_| {
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no answer within {}s", limit.as_secs()),
-                )
-            })?
-    }
 }

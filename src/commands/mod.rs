@@ -1,13 +1,16 @@
 //! Command implementations: glue between the CLI and the library.
 
+mod busy;
 mod ca;
 mod check;
 mod child;
 mod doctor;
 mod env;
+mod probe;
 mod refusals;
 mod run;
 mod secret;
+mod secret_list;
 #[cfg(unix)]
 mod session;
 mod start;
@@ -19,6 +22,7 @@ use anyhow::anyhow;
 use keygate::config::{Config, Overrides, RawConfig};
 use keygate::home::Home;
 use keygate::secrets::Registry;
+use keygate::secrets::keyring::{self, KeyringStore};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, LogFormat, PolicyArgs};
@@ -157,10 +161,23 @@ pub fn save_registry(home: &Home, registry: &Registry) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Opens the keyring backend chosen by KEYGATE_KEYRING or the platform default.
-pub fn open_store() -> Result<keygate::secrets::keyring::KeyringStore, Failure> {
-    let forced = std::env::var(keygate::secrets::keyring::BACKEND_ENV).ok();
-    Ok(keygate::secrets::keyring::open(forced.as_deref())?)
+/// Opens the keyring backend chosen by KEYGATE_KEYRING or the platform default. When
+/// keyutils stands in for a missing Secret Service, says so on stderr once per process
+/// (`start` opens the store again at every SIGHUP; one notice is enough).
+pub fn open_store() -> Result<KeyringStore, Failure> {
+    static FALLBACK_NOTICE: std::sync::Once = std::sync::Once::new();
+    let forced = std::env::var(keyring::BACKEND_ENV).ok();
+    let store = keyring::open(forced.as_deref())?;
+    if store.fell_back() {
+        FALLBACK_NOTICE.call_once(|| eprintln!("keygate: {}", keyring::FALLBACK_NOTICE));
+    }
+    Ok(store)
+}
+
+/// The backend's caveat for the user, unless the fallback notice has already said it.
+pub fn caveat(store: &KeyringStore) -> Option<&'static str> {
+    use keygate::secrets::SecretStore;
+    store.caveat().filter(|_| !store.fell_back())
 }
 
 /// keygate's own proxy credentials (`keygate:<random>`), from the keyring; created on

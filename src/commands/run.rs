@@ -6,11 +6,8 @@
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
 use keygate::agent;
 use keygate::audit::AuditLog;
 use keygate::home::Home;
@@ -21,9 +18,6 @@ use super::child::{AUDIT_FLUSH_TIMEOUT, Forwarder, exit_code};
 use super::refusals::Printer;
 use super::{Failure, load_config, load_registry, overrides};
 use crate::cli::RunArgs;
-
-/// How long to look for a keygate already listening.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 
 pub fn run(home: &Home, mut args: RunArgs) -> Result<u8, Failure> {
     let custom_policy = !args.policy.is_empty();
@@ -89,7 +83,7 @@ pub fn run(home: &Home, mut args: RunArgs) -> Result<u8, Failure> {
         };
         let existing = match custom_policy {
             true => None,
-            false => probe(listen, credentials.as_ref(), &ca_pem)
+            false => super::probe::same_ca(listen, credentials.as_ref(), &ca_pem)
                 .await
                 .then_some(listen),
         };
@@ -184,36 +178,6 @@ impl Embedded {
         let _ = self.serving.await;
         self.audit.flush(AUDIT_FLUSH_TIMEOUT);
     }
-}
-
-/// True when a keygate with our CA answers at `addr` (its self-test origin serves the CA).
-pub async fn probe(addr: SocketAddr, credentials: Option<&SecretValue>, ca_pem: &str) -> bool {
-    let work = async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .ok()?;
-        tokio::spawn(conn);
-        let mut request = http::Request::get("http://keygate.test/ca.pem")
-            .header(http::header::HOST, "keygate.test");
-        if let Some(c) = credentials {
-            use base64::Engine;
-            let basic = base64::engine::general_purpose::STANDARD.encode(c.expose());
-            request = request.header(http::header::PROXY_AUTHORIZATION, format!("Basic {basic}"));
-        }
-        let request = request.body(Empty::<bytes::Bytes>::new()).ok()?;
-        let response = sender.send_request(request).await.ok()?;
-        let body = Limited::new(response.into_body(), 64 * 1024)
-            .collect()
-            .await
-            .ok()?;
-        Some(body.to_bytes() == ca_pem.as_bytes())
-    };
-    tokio::time::timeout(PROBE_TIMEOUT, work)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
 }
 
 /// Spawns the child with `env` (and without `remove`), forwards signals, and returns

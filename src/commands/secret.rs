@@ -4,6 +4,7 @@ use std::io::{IsTerminal, Read};
 
 use anyhow::{Context, anyhow};
 use keygate::home::Home;
+use keygate::secrets::keyring::KeyringStore;
 use keygate::secrets::registry::{EnvVars, validate_name};
 use keygate::secrets::{SecretEntry, SecretStore, SecretValue, dummy, recipe};
 
@@ -13,35 +14,53 @@ use crate::cli::{SecretAddArgs, SecretCommand};
 pub fn run(home: &Home, cmd: SecretCommand) -> Result<(), Failure> {
     match cmd {
         SecretCommand::Add(args) => add(home, args),
-        SecretCommand::List => list(home),
-        SecretCommand::Rm { name } => rm(home, &name),
+        SecretCommand::List(args) => super::secret_list::list(home, args),
+        SecretCommand::Rm { name, force } => rm(home, &name, force),
     }
 }
 
-/// The registry entry for `args`: flags > the existing entry > the recipe.
+/// The registry entry for `args`: flags > the existing entry > the recipe (`--recipe`,
+/// else the one named like the secret). Also returns the recipe's name, when one was used.
 fn entry_for(
     home: &Home,
     args: &SecretAddArgs,
     existing: Option<&SecretEntry>,
-) -> Result<SecretEntry, Failure> {
+) -> Result<(SecretEntry, Option<String>), Failure> {
     if let Some(existing) = existing {
+        if let Some(recipe) = &args.recipe {
+            return Err(Failure::usage(anyhow!(
+                "`{name}` is already registered in this home, and --recipe {recipe} applies to a new secret only; change its fields with --host, --header, --format, --env or --dummy, or `keygate secret rm {name}` first",
+                name = args.name
+            )));
+        }
         let mut entry = existing.clone();
         apply_flags(&mut entry, args)?;
-        return Ok(entry);
+        return Ok((entry, None));
     }
-    let recipe = recipe::find(&args.name, &home.addons_dir()).map_err(Failure::usage)?;
-    if recipe.is_none() && args.hosts.is_empty() {
+    let recipe_name = args.recipe.as_deref().unwrap_or(&args.name);
+    let recipe = recipe::find(recipe_name, &home.addons_dir()).map_err(Failure::usage)?;
+    let built_in = || {
+        recipe::BUILT_IN
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if recipe.is_none() && args.recipe.is_some() {
         return Err(Failure::usage(anyhow!(
-            "there is no recipe named `{name}`; say where the secret goes, e.g. `keygate secret add {name} --host api.example.com --header authorization --format 'Bearer {{secret}}'` (built-in recipes: {list})",
-            name = args.name,
-            list = recipe::BUILT_IN
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
+            "there is no recipe named `{recipe_name}` (built-in recipes: {}; your own go in {})",
+            built_in(),
+            home.addons_dir().display()
         )));
     }
-    let mut entry = match recipe {
+    if recipe.is_none() && args.hosts.is_empty() {
+        return Err(Failure::usage(anyhow!(
+            "there is no recipe named `{name}`; say where the secret goes, e.g. `keygate secret add {name} --host api.example.com --header authorization --format 'Bearer {{secret}}'`, or name a recipe with --recipe (built-in recipes: {list})",
+            name = args.name,
+            list = built_in()
+        )));
+    }
+    let mut entry = match &recipe {
         Some(r) => r
             .entry(&args.name)
             .map_err(|e| Failure::usage(anyhow!(e)))?,
@@ -59,7 +78,7 @@ fn entry_for(
         },
     };
     apply_flags(&mut entry, args)?;
-    Ok(entry)
+    Ok((entry, recipe.map(|_| recipe_name.to_string())))
 }
 
 fn apply_flags(entry: &mut SecretEntry, args: &SecretAddArgs) -> Result<(), Failure> {
@@ -109,12 +128,18 @@ fn read_value(args: &SecretAddArgs) -> Result<SecretValue, Failure> {
 fn add(home: &Home, args: SecretAddArgs) -> Result<(), Failure> {
     validate_name(&args.name).map_err(|e| Failure::usage(anyhow!(e)))?;
     let mut registry = load_registry(home)?;
-    let entry = entry_for(home, &args, registry.get(&args.name))?;
+    let registered = registry.get(&args.name).is_some();
+    let (entry, recipe) = entry_for(home, &args, registry.get(&args.name))?;
     let mut candidate = registry.clone();
     candidate.upsert(entry.clone());
     candidate
         .bindings()
         .map_err(|e| Failure::usage(anyhow!(e)))?;
+    // Before the prompt: a refusal should not come after the user typed the key.
+    let store = open_store()?;
+    if !registered {
+        guard_foreign_value(home, &store, &args, recipe.as_deref())?;
+    }
     let value = read_value(&args)?;
     if value.expose().contains(&entry.dummy) {
         let what = if value.expose() == entry.dummy {
@@ -126,7 +151,6 @@ fn add(home: &Home, args: SecretAddArgs) -> Result<(), Failure> {
             "the value given {what}; give the real key"
         )));
     }
-    let store = open_store()?;
     store.set(&entry.name, &value)?;
     registry.upsert(entry.clone());
     save_registry(home, &registry)?;
@@ -136,7 +160,7 @@ fn add(home: &Home, args: SecretAddArgs) -> Result<(), Failure> {
         store.backend(),
         entry.hosts.join(", ")
     );
-    if let Some(caveat) = store.caveat() {
+    if let Some(caveat) = super::caveat(&store) {
         eprintln!("keygate: note: {caveat}");
     }
     let envs = entry.env.names();
@@ -153,69 +177,93 @@ fn add(home: &Home, args: SecretAddArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn list(home: &Home) -> Result<(), Failure> {
-    let registry = load_registry(home)?;
-    if registry.entries.is_empty() {
-        eprintln!("keygate: no secrets registered; add one with `keygate secret add NAME`");
+/// Refuses (exit 1) to replace a keyring value that this home did not register, unless
+/// `--force`: `add` of a name missing from this home's secrets.yaml but present in the
+/// keyring.
+// SECURITY: the keyring is per user (service `keygate`, account = the secret's name),
+// not per home, so a throw-away `--home` would otherwise silently replace the real key
+// the user's main home (or an earlier install) relies on.
+fn guard_foreign_value(
+    home: &Home,
+    store: &KeyringStore,
+    args: &SecretAddArgs,
+    recipe: Option<&str>,
+) -> Result<(), Failure> {
+    let name = &args.name;
+    if store.get(name)?.is_none() {
         return Ok(());
     }
-    let store = open_store();
-    let mut failure = None;
-    println!(
-        "{:<14} {:<36} {:<15} {:<22} {:<30} STORED",
-        "NAME", "HOSTS", "HEADER", "ENV", "DUMMY"
-    );
-    for e in &registry.entries {
-        let stored = match &store {
-            Ok(store) => match store.get(&e.name) {
-                Ok(Some(_)) => "yes".to_string(),
-                Ok(None) => "no".to_string(),
-                Err(err) => {
-                    failure.get_or_insert_with(|| err.to_string());
-                    "unknown".to_string()
-                }
-            },
-            Err(err) => {
-                failure.get_or_insert_with(|| err.error.to_string());
-                "unknown".to_string()
-            }
-        };
-        let env = e.env.names().join(",");
-        println!(
-            "{:<14} {:<36} {:<15} {:<22} {:<30} stored: {stored}",
-            e.name,
-            e.hosts.join(","),
-            e.header,
-            if env.is_empty() { "-" } else { &env },
-            e.dummy
+    if args.force {
+        eprintln!(
+            "keygate: --force: replacing the {} keyring's value of `{name}`, which this home did not register; every keygate home that lists `{name}` uses the new value",
+            store.backend()
         );
+        return Ok(());
     }
-    if let Ok(store) = &store {
-        eprintln!("keygate: values are in the {} keyring", store.backend());
-        if let Some(caveat) = store.caveat() {
-            eprintln!("keygate: note: {caveat}");
-        }
-    }
-    match failure {
-        Some(message) => Err(Failure::from(anyhow!(message))),
-        None => Ok(()),
-    }
+    let other = format!("{name}-test");
+    let rename = match recipe {
+        Some(recipe) => format!("`keygate secret add {other} --recipe {recipe}`"),
+        None => format!(
+            "`keygate secret add {other}` with the same --host, --header, --format and --env"
+        ),
+    };
+    Err(anyhow!(
+        "the {backend} keyring already holds a value for `{name}` that this home ({home}) did not register: another keygate home, or an earlier install, stored it. The keyring is per user, not per home, so storing it here would replace the value that other home uses. Pass --force to replace it, or register this key under another name, e.g. {rename}",
+        backend = store.backend(),
+        home = home.root().display(),
+    )
+    .into())
 }
 
-fn rm(home: &Home, name: &str) -> Result<(), Failure> {
+fn rm(home: &Home, name: &str, force: bool) -> Result<(), Failure> {
     validate_name(name).map_err(|e| Failure::usage(anyhow!(e)))?;
     let mut registry = load_registry(home)?;
     let store = open_store()?;
+    if registry.get(name).is_none() {
+        return rm_unregistered(home, &store, name, force);
+    }
     let had_value = store.delete(name)?;
-    let had_entry = registry.remove(name);
-    if !had_value && !had_entry {
+    registry.remove(name);
+    save_registry(home, &registry)?;
+    match had_value {
+        true => eprintln!(
+            "keygate: removed `{name}` from the {} keyring and the registry",
+            store.backend()
+        ),
+        false => eprintln!(
+            "keygate: removed `{name}` from the registry (the {} keyring held no value for it)",
+            store.backend()
+        ),
+    }
+    Ok(())
+}
+
+/// `rm` of a name this home's registry does not list: its keyring value, if any, belongs
+/// to another home, so it stays unless `--force` (exit 1 without it).
+// SECURITY: as for `add` (see `guard_foreign_value`): the keyring is per user, not per
+// home, and a throw-away home must not delete the value another home relies on.
+fn rm_unregistered(
+    home: &Home,
+    store: &KeyringStore,
+    name: &str,
+    force: bool,
+) -> Result<(), Failure> {
+    if store.get(name)?.is_none() {
         return Err(Failure::usage(anyhow!(
             "no secret named `{name}` (see `keygate secret list`)"
         )));
     }
-    save_registry(home, &registry)?;
+    if !force {
+        return Err(anyhow!(
+            "`{name}` is not registered in this home ({}), but the {} keyring holds a value for it that another keygate home, or an earlier install, registered. The keyring is per user, not per home, so nothing was removed; pass --force to delete that value anyway",
+            home.secrets_file().display(),
+            store.backend()
+        )
+        .into());
+    }
+    store.delete(name)?;
     eprintln!(
-        "keygate: removed `{name}` from the {} keyring and the registry",
+        "keygate: --force: removed the {} keyring's value of `{name}` (this home's registry does not list it)",
         store.backend()
     );
     Ok(())

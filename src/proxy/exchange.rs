@@ -218,9 +218,9 @@ fn bridge(
         };
         // Counted as they go: an idle close or a shutdown drops the copy mid-way.
         let moved = format!(
-            "{} bytes up, {} bytes down",
-            sent_up.load(Ordering::Relaxed),
-            sent_down.load(Ordering::Relaxed)
+            "{} up, {} down",
+            crate::text::count(sent_up.load(Ordering::Relaxed), "byte", "bytes"),
+            crate::text::count(sent_down.load(Ordering::Relaxed), "byte", "bytes")
         );
         flow.update(|e| {
             e.reason = Some(match ended {

@@ -90,8 +90,8 @@ pub fn check_head(
     use super::respond::ProxyError;
     if headers.len() > limits.max_headers {
         return Err(ProxyError::HeadTooLarge(format!(
-            "the request has {} headers, more than limits.max_headers ({})",
-            headers.len(),
+            "the request has {}, more than limits.max_headers ({})",
+            crate::text::count_of(headers.len(), "header", "headers"),
             limits.max_headers
         )));
     }

@@ -5,9 +5,12 @@
 //! * `/` — a short page saying the client reached keygate, and how to get the CA.
 //! * `/ca.pem` — the CA certificate (public part), for download.
 //! * `/health` — `{"keygate":"ok","version":…,"tls":…}`.
-//! * `/doctor.git/info/refs` — an empty git repository, so `git ls-remote` can probe.
+//! * `/doctor.git/info/refs?service=git-upload-pack` — an empty git repository, so
+//!   `git ls-remote` can probe.
+//!
+//! GET and HEAD only (else 405 `bad-request`); any other path is 404 `not-found`.
 
-use http::header::CONTENT_TYPE;
+use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderValue, Method, Response, StatusCode};
 
 use super::Body;
@@ -58,11 +61,15 @@ pub fn respond(
     ca_pem: Option<&str>,
 ) -> Response<Body> {
     if method != Method::GET && method != Method::HEAD {
-        return text_response(
+        let mut response = text_response(
             StatusCode::METHOD_NOT_ALLOWED,
-            "bad-request: keygate.test answers GET only",
-            "keygate.test answers GET only.\n".into(),
+            "bad-request: keygate.test answers GET and HEAD only",
+            "keygate.test answers GET and HEAD only.\n".into(),
         );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
     }
     match (path, ca_pem) {
         ("/health", _) => {
@@ -89,8 +96,10 @@ pub fn respond(
         }
         _ => text_response(
             StatusCode::NOT_FOUND,
-            "not-found: keygate.test serves /, /ca.pem, /health",
-            "keygate.test serves /, /ca.pem and /health.\n".into(),
+            "not-found: keygate.test serves /, /ca.pem, /health, /doctor.git/info/refs",
+            "keygate.test serves /, /ca.pem, /health and \
+             /doctor.git/info/refs?service=git-upload-pack (an empty git repository).\n"
+                .into(),
         ),
     }
 }

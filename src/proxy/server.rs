@@ -107,8 +107,8 @@ where
         .is_err()
     {
         tracing::warn!(
-            "{} connections still open after {}s; closing them",
-            proxy.tasks.len(),
+            "{} still open after {}s; closing them",
+            crate::text::count_of(proxy.tasks.len(), "connection", "connections"),
             SHUTDOWN_GRACE.as_secs()
         );
     }

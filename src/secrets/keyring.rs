@@ -18,16 +18,24 @@ pub const BACKEND_ENV: &str = "KEYGATE_KEYRING";
 /// The backends keygate knows, by the names `KEYGATE_KEYRING` accepts.
 pub const BACKENDS: &[&str] = &["secret-service", "keyutils", "keychain", "windows"];
 
+/// What a command says, once, when it uses keyutils because no Secret Service answered
+/// (the D-Bus details are logged at debug level only).
+pub const FALLBACK_NOTICE: &str =
+    "using the kernel keyring (no Secret Service on this session); secrets do not survive a reboot";
+
 /// A keyring-core store under one of the names in [`BACKENDS`].
 pub struct KeyringStore {
     backend: &'static str,
     store: Arc<CredentialStore>,
+    /// True when this is keyutils chosen because no Secret Service answered.
+    fell_back: bool,
 }
 
 impl std::fmt::Debug for KeyringStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyringStore")
             .field("backend", &self.backend)
+            .field("fell_back", &self.fell_back)
             .finish()
     }
 }
@@ -72,8 +80,12 @@ fn open_default() -> Result<KeyringStore, StoreError> {
     match secret_service() {
         Ok(store) => Ok(store),
         Err(e) => {
-            tracing::info!("{e}; falling back to the keyutils kernel keyring");
-            keyutils()
+            // The usual case on a headless machine, not an error: the caller says so
+            // once in words (FALLBACK_NOTICE); the D-Bus details are for -v.
+            tracing::debug!("{e}; falling back to the keyutils kernel keyring");
+            let mut store = keyutils()?;
+            store.fell_back = true;
+            Ok(store)
         }
     }
 }
@@ -96,6 +108,7 @@ fn secret_service() -> Result<KeyringStore, StoreError> {
     Ok(KeyringStore {
         backend: "secret-service",
         store,
+        fell_back: false,
     })
 }
 
@@ -123,6 +136,7 @@ fn keyutils() -> Result<KeyringStore, StoreError> {
     Ok(KeyringStore {
         backend: "keyutils",
         store,
+        fell_back: false,
     })
 }
 
@@ -160,6 +174,7 @@ fn keychain() -> Result<KeyringStore, StoreError> {
     Ok(KeyringStore {
         backend: "keychain",
         store,
+        fell_back: false,
     })
 }
 
@@ -178,6 +193,7 @@ fn windows() -> Result<KeyringStore, StoreError> {
     Ok(KeyringStore {
         backend: "windows",
         store,
+        fell_back: false,
     })
 }
 
@@ -212,6 +228,12 @@ fn describe(e: &KeyringError) -> String {
 }
 
 impl KeyringStore {
+    /// True when this is the keyutils backend, chosen because no Secret Service answered
+    /// (not forced with `KEYGATE_KEYRING`): commands then say [`FALLBACK_NOTICE`] once.
+    pub fn fell_back(&self) -> bool {
+        self.fell_back
+    }
+
     fn error(&self, action: &str, name: &str, e: &KeyringError) -> StoreError {
         let remedy = match (self.backend, e) {
             ("secret-service", KeyringError::NoStorageAccess(_)) => {

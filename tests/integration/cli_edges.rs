@@ -284,7 +284,10 @@ fn secret_add_dummy_flag_sets_the_dummy_that_list_and_env_show() {
     assert_eq!(out.code, Some(0), "{:?} {}", out.code, out.stderr);
     assert_eq!(out.stdout.lines().last(), Some(dummy.as_str()));
 
-    let list = bin::run(bin::keygate_keyutils(home.path(), &["secret", "list"]));
+    let list = bin::run(bin::keygate_keyutils(
+        home.path(),
+        &["secret", "list", "--long"],
+    ));
     assert_eq!(list.code, Some(0), "{:?} {}", list.code, list.stderr);
     let line = list
         .stdout
@@ -292,7 +295,7 @@ fn secret_add_dummy_flag_sets_the_dummy_that_list_and_env_show() {
         .find(|l| l.starts_with(&name))
         .unwrap_or_else(|| panic!("no line for the secret: {}", list.stdout));
     assert!(line.contains(&dummy), "{line}");
-    assert!(line.contains("stored: yes"), "{line}");
+    assert!(line.trim_end().ends_with("  yes"), "{line}");
 
     let env = bin::run(bin::keygate_keyutils(home.path(), &["env"]));
     assert_eq!(env.code, Some(0), "{:?} {}", env.code, env.stderr);
@@ -324,7 +327,10 @@ fn secret_list_says_stored_no_for_a_hand_written_entry_without_a_value() {
         format!("- name: {name}\n  hosts: [api.hand.test]\n  dummy: {dummy}\n"),
     )
     .expect("secrets.yaml");
-    let list = bin::run(bin::keygate_keyutils(home.path(), &["secret", "list"]));
+    let list = bin::run(bin::keygate_keyutils(
+        home.path(),
+        &["secret", "list", "--long"],
+    ));
     assert_eq!(list.code, Some(0), "{list:?}");
     let line = list
         .stdout
@@ -333,7 +339,7 @@ fn secret_list_says_stored_no_for_a_hand_written_entry_without_a_value() {
         .unwrap_or_else(|| panic!("no line for the secret: {}", list.stdout));
     assert!(line.contains("api.hand.test"), "{line}");
     assert!(line.contains(&dummy), "{line}");
-    assert!(line.trim_end().ends_with("stored: no"), "{line}");
+    assert!(line.trim_end().ends_with("  no"), "{line}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -405,9 +405,24 @@ async fn self_test_origin_answers_over_plain_http() {
 
     let missing = plain(addr, "GET", "http://keygate.test/etc/passwd").await;
     assert_eq!(missing.status, 404, "{missing:?}");
+    let reason = missing.header("x-keygate-reason").expect("a reason");
+    assert!(reason.starts_with("not-found: "), "{reason}");
+    for served in ["/ca.pem", "/health", "/doctor.git"] {
+        assert!(
+            reason.contains(served),
+            "the reason lists {served}: {reason}"
+        );
+        assert!(
+            missing.body.contains(served),
+            "the body lists {served}: {}",
+            missing.body
+        );
+    }
     for method in ["POST", "PUT", "DELETE"] {
         let refused = plain(addr, method, "http://keygate.test/health").await;
         assert_eq!(refused.status, 405, "{method}: {refused:?}");
+        assert_eq!(refused.header("allow"), Some("GET, HEAD"), "{refused:?}");
+        assert!(refused.body.contains("GET and HEAD"), "{}", refused.body);
     }
     assert!(
         proxy.events().iter().all(|e| e["decision"] != "deny"),

@@ -63,12 +63,14 @@ fn secret_service_stores_reads_replaces_and_deletes() {
     let required = std::env::var("KEYGATE_TEST_SECRET_SERVICE").is_ok_and(|v| v == "1");
     match keyring::open(Some("secret-service")) {
         Ok(store) => round_trip(&store, "secret-service"),
-        Err(e) if !required => {
-            eprintln!("skipping: no Secret Service here ({e}); ./scripts/test provides one");
+        Err(_) if !required => {
+            eprintln!(
+                "skipped: no Secret Service on this session; ./scripts/test runs one (it needs gnome-keyring and dbus: apt-get install gnome-keyring dbus-daemon dbus-bin)"
+            );
         }
-        Err(e) => {
-            panic!("KEYGATE_TEST_SECRET_SERVICE=1 but the Secret Service is unreachable: {e}")
-        }
+        Err(e) => panic!(
+            "KEYGATE_TEST_SECRET_SERVICE=1 (./scripts/test sets it inside the D-Bus session it starts) but the Secret Service is unreachable: {e}"
+        ),
     }
 }
 
@@ -169,6 +171,7 @@ fn cli_add_list_rm_with_keyutils() {
     again.stdin(std::process::Stdio::piped());
     let mut child = again
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
     {
@@ -177,8 +180,14 @@ fn cli_add_list_rm_with_keyutils() {
         writeln!(stdin, "{real}-rotated").expect("write value");
     }
     let rotated = child.wait_with_output().expect("wait");
-    assert!(rotated.status.success());
+    let rotated_err = String::from_utf8_lossy(&rotated.stderr);
+    assert!(rotated.status.success(), "{rotated_err}");
     assert_eq!(String::from_utf8_lossy(&rotated.stdout).trim(), dummy);
+    assert!(
+        rotated_err.contains(&format!("keygate: stored `{name}`")),
+        "{rotated_err}"
+    );
+    assert!(!rotated_err.contains(&real), "the value is not printed");
     let stored = store.get(&name).expect("get").expect("stored");
     assert_eq!(
         stored.expose(),
@@ -186,7 +195,7 @@ fn cli_add_list_rm_with_keyutils() {
         "the trailing newline is dropped"
     );
 
-    let list = bin::run(cmd(&["secret", "list"]));
+    let list = bin::run(cmd(&["secret", "list", "--long"]));
     assert_eq!(list.code, Some(0), "{list:?}");
     let row = list
         .stdout
@@ -194,7 +203,7 @@ fn cli_add_list_rm_with_keyutils() {
         .find(|l| l.starts_with(&name))
         .expect("listed");
     assert!(
-        row.contains("api.demo.test") && row.contains(&dummy) && row.contains("stored: yes"),
+        row.contains("api.demo.test") && row.contains(&dummy) && row.ends_with("  yes"),
         "{row}"
     );
     assert!(!list.stdout.contains(&real));
@@ -264,4 +273,76 @@ fn cli_add_rejects_bad_input_without_echoing_the_value() {
         !home.path().join("secrets.yaml").exists(),
         "nothing was registered"
     );
+}
+
+/// A session bus address where nothing answers: no Secret Service, so keyutils.
+const NO_BUS: &str = "unix:path=/nonexistent/keygate-test-bus";
+
+/// Asserts that `lines` say the keyutils fallback notice exactly once, without the
+/// D-Bus details (those are for -v) and without a second "reboot" caveat.
+fn says_the_fallback_once(what: &str, lines: &[String]) {
+    let notices = lines
+        .iter()
+        .filter(|l| l.contains("using the kernel keyring"))
+        .count();
+    assert_eq!(notices, 1, "{what}: one notice: {lines:#?}");
+    assert!(
+        lines.iter().any(|l| l
+            == "keygate: using the kernel keyring (no Secret Service on this session); secrets do not survive a reboot"),
+        "{what}: the notice's words: {lines:#?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("reboot")).count(),
+        1,
+        "{what}: the reboot caveat is said once: {lines:#?}"
+    );
+    for line in lines {
+        let lower = line.to_lowercase();
+        assert!(
+            !lower.contains("zbus") && !lower.contains("d-bus") && !lower.contains("falling back"),
+            "{what}: no bus details without -v: {line}"
+        );
+    }
+}
+
+#[test]
+fn without_a_secret_service_the_keyutils_fallback_is_one_short_notice() {
+    let home = tempfile::tempdir().expect("home");
+    let name = unique_name("fallback");
+    let _entry = bin::KeyutilsEntry(name.clone());
+    let cmd = |args: &[&str]| {
+        // KEYGATE_KEYRING is removed by bin::keygate: the backend is chosen, not forced.
+        let mut cmd = bin::keygate(home.path());
+        cmd.env("DBUS_SESSION_BUS_ADDRESS", NO_BUS).args(args);
+        cmd
+    };
+    let value = format!("sk-fallback-{name}");
+    let mut add = cmd(&["secret", "add", &name, "--host", "api.fallback.test"]);
+    add.args(["--from-env", "V"]).env("V", &value);
+    let add = bin::run(add);
+    assert_eq!(add.code, Some(0), "{add:?}");
+    assert!(add.stderr.contains("keyutils"), "{}", add.stderr);
+    let lines: Vec<String> = add.stderr.lines().map(String::from).collect();
+    says_the_fallback_once("secret add", &lines);
+
+    let list = bin::run(cmd(&["secret", "list"]));
+    assert_eq!(list.code, Some(0), "{list:?}");
+    let lines: Vec<String> = list.stderr.lines().map(String::from).collect();
+    says_the_fallback_once("secret list", &lines);
+
+    // start reads the keyring at start and again at each SIGHUP: still one notice.
+    let keygate = bin::Running::start(cmd(&["start", "--listen", "127.0.0.1:0"]));
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &keygate.pid().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    keygate.wait_for_line("reloaded the configuration");
+    let (status, lines) = keygate.terminate_with_stderr();
+    assert!(status.success(), "{status:?}: {lines:#?}");
+    says_the_fallback_once("start + SIGHUP", &lines);
+    for text in [&add.stdout, &add.stderr, &list.stdout, &list.stderr] {
+        assert!(!text.contains(&value), "the value is never printed");
+    }
+    assert!(!lines.iter().any(|l| l.contains(&value)));
 }

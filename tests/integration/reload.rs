@@ -38,19 +38,6 @@ fn add(home: &std::path::Path, name: &str, value: &str) -> String {
     out.stdout.lines().last().expect("dummy").to_string()
 }
 
-/// Waits until keygate's stderr has a line containing `needle`.
-fn wait_for_line(keygate: &Running, needle: &str) {
-    let deadline = Instant::now() + crate::support::WAIT;
-    while !keygate.stderr().iter().any(|l| l.contains(needle)) {
-        assert!(
-            Instant::now() < deadline,
-            "no `{needle}` line; stderr: {:#?}",
-            keygate.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// `keygate start` on a free port with `HOST:443` resolved to `upstream` and `root` as
 /// an extra upstream root (flags, which every reload merges again).
 async fn start(
@@ -128,7 +115,7 @@ async fn sighup_reloads_a_rotated_secret_and_survives_a_broken_config() {
     );
     tokio::task::block_in_place(|| {
         hup(&keygate);
-        wait_for_line(&keygate, "reloaded the configuration");
+        keygate.wait_for_line("reloaded the configuration");
     });
     let out = tokio::task::block_in_place(|| call("/after-reload"));
     assert_eq!(out.code, Some(0), "{out:?}");
@@ -145,10 +132,7 @@ async fn sighup_reloads_a_rotated_secret_and_survives_a_broken_config() {
     .expect("yaml");
     tokio::task::block_in_place(|| {
         hup(&keygate);
-        wait_for_line(
-            &keygate,
-            "reload failed, keeping the previous configuration",
-        );
+        keygate.wait_for_line("reload failed, keeping the previous configuration");
     });
     let out = tokio::task::block_in_place(|| call("/after-failed-reload"));
     assert_eq!(out.code, Some(0), "{out:?}");

@@ -157,6 +157,19 @@ impl Running {
         self.stderr.lock().expect("stderr lines").clone()
     }
 
+    /// Waits (bounded) until stderr has a line containing `needle`.
+    pub fn wait_for_line(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while !self.stderr().iter().any(|l| l.contains(needle)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no `{needle}` line; stderr: {:#?}",
+                self.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// [`Running::terminate`], then every line the process wrote to stderr, to the end.
     pub fn terminate_with_stderr(mut self) -> (ExitStatus, Vec<String>) {
         let reader = self.reader.take();
