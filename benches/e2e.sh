@@ -8,6 +8,7 @@
 #   benches/e2e.sh --smoke    seconds: a tiny run of every scenario (debug build); exits
 #                             non-zero when any scenario fails
 #   benches/e2e.sh --profile  perf profile of keygate under the c=32 intercepted load
+#                             (the release build with line tables: cargo --profile profiling)
 #   benches/e2e.sh --memory   keygate's RSS figures only (idle, per idle connection)
 #   benches/e2e.sh --install  only install what the chosen mode needs (CI runs this while
 #                             the machine's proxy settings still apply, pip may need them)
@@ -120,7 +121,13 @@ ensure_tools() {
 # Sets KEYGATE and HELPER to the freshly built binaries.
 build() {
   local flags=(--bin keygate --bench e2e --message-format=json-render-diagnostics)
-  if [ "$RELEASE" = 1 ]; then flags+=(--release); fi
+  # --profile: the release build with line tables (Cargo.toml's [profile.profiling]),
+  # so that perf can name inlined frames.
+  if [ "$MODE" = profile ]; then
+    flags+=(--profile profiling)
+  elif [ "$RELEASE" = 1 ]; then
+    flags+=(--release)
+  fi
   log "building keygate and the e2e helper (cargo build ${flags[*]})"
   local artifacts
   artifacts="$(cd "$ROOT" && cargo build --quiet "${flags[@]}" | python3 -c '
@@ -395,7 +402,7 @@ machine() {
   if [ "$LOADGEN" = hey ]; then loadgen="hey $(dpkg-query -W -f '${Version}' hey 2>/dev/null || true)"; fi
   printf -- '- keygate %s (%s build), upstream: benches/e2e upstream (%s thread), load: %s, %s\n' \
     "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \
-    "$([ "$RELEASE" = 1 ] && echo release || echo debug)" "$UPSTREAM_THREADS" "$loadgen" \
+    "$(if [ "$MODE" = profile ]; then echo profiling; elif [ "$RELEASE" = 1 ]; then echo release; else echo debug; fi)" "$UPSTREAM_THREADS" "$loadgen" \
     "$("$VENV/bin/mitmdump" --version 2>/dev/null | head -n1)"
   if [ -n "${E2E_KEYGATE_WORKERS:-}" ]; then
     printf -- '- keygate runs with %s tokio worker thread(s) (E2E_KEYGATE_WORKERS)\n' "$E2E_KEYGATE_WORKERS"
