@@ -40,8 +40,18 @@ const URL: &str = "https://api.demo.test/v1/jail";
 const PROBE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/escape_probe.py");
 const PYTHON: &str = "/usr/bin/python3";
 
-/// True when bwrap runs here with every namespace; else prints why the test skips.
+/// True when bwrap runs here with every namespace; else prints why the test skips, or
+/// fails when `KEYGATE_TEST_JAIL=1` (scripts/test sets it once its preflight found a
+/// bubblewrap that runs) says the jail must be there.
 fn jail_available() -> bool {
+    let available = jail_runs();
+    if !available && std::env::var("KEYGATE_TEST_JAIL").is_ok_and(|v| v == "1") {
+        panic!("KEYGATE_TEST_JAIL=1 but the jail cannot run here (see the line above)");
+    }
+    available
+}
+
+fn jail_runs() -> bool {
     let ok = Command::new("bwrap")
         .args(["--unshare-all", "--ro-bind", "/", "/", "true"])
         .stdin(Stdio::null())
