@@ -11,7 +11,7 @@
 //! refusals, which cannot be told apart from the command's (they all come from
 //! loopback); other sessions' are skipped, the rest printed.
 
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -181,8 +181,11 @@ impl Printer {
 }
 
 fn print(seen: &Seen) {
-    if let Some(text) = line(seen) {
-        eprintln!("{text}");
+    if let Some(mut text) = line(seen) {
+        // One write, newline included: the command shares this stderr, and a pipe keeps
+        // a write of less than PIPE_BUF bytes whole, where eprintln! may write twice.
+        text.push('\n');
+        let _ = std::io::stderr().write_all(text.as_bytes());
     }
 }
 

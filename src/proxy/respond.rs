@@ -230,10 +230,10 @@ pub fn prefers_json(accept: &str) -> bool {
     json > 0.0 && json > text
 }
 
-/// Header values must be visible ASCII: anything else becomes '?'.
-fn header_safe(text: &str) -> HeaderValue {
-    let cleaned: String = text
-        .chars()
+/// At most `max` characters of `text`, each visible ASCII or a space: anything else
+/// becomes '?' (what header values and reason phrases may hold).
+fn visible_ascii(text: &str, max: usize) -> String {
+    text.chars()
         .map(|c| {
             if c == ' ' || c.is_ascii_graphic() {
                 c
@@ -241,9 +241,14 @@ fn header_safe(text: &str) -> HeaderValue {
                 '?'
             }
         })
-        .take(512)
-        .collect();
-    HeaderValue::from_str(&cleaned).unwrap_or_else(|_| HeaderValue::from_static("refused"))
+        .take(max)
+        .collect()
+}
+
+/// Header values must be visible ASCII.
+fn header_safe(text: &str) -> HeaderValue {
+    HeaderValue::from_str(&visible_ascii(text, 512))
+        .unwrap_or_else(|_| HeaderValue::from_static("refused"))
 }
 
 /// The longest reason phrase keygate writes.
@@ -260,17 +265,7 @@ fn reason_phrase(status: StatusCode, reason: &str) -> Option<hyper::ext::ReasonP
         "{} (keygate {first})",
         status.canonical_reason().unwrap_or("Refused")
     );
-    let cleaned: String = text
-        .chars()
-        .map(|c| {
-            if c == ' ' || c.is_ascii_graphic() {
-                c
-            } else {
-                '?'
-            }
-        })
-        .take(MAX_REASON_PHRASE)
-        .collect();
+    let cleaned = visible_ascii(&text, MAX_REASON_PHRASE);
     hyper::ext::ReasonPhrase::try_from(cleaned).ok()
 }
 

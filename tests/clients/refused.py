@@ -11,21 +11,8 @@ Everything else (proxy, CA) comes from the environment `keygate run` sets.
 import json
 import sys
 
-TIMEOUT = 10
-
-
-def with_requests(url, headers):
-    import requests
-
-    response = requests.get(url, headers=headers, timeout=TIMEOUT)
-    return response.status_code, response.headers, response.text
-
-
-def with_httpx(url, headers):
-    import httpx
-
-    response = httpx.get(url, headers=headers, timeout=TIMEOUT)
-    return response.status_code, response.headers, response.text
+# The same GETs as demo.py (this script's directory is on sys.path).
+from demo import with_httpx, with_requests
 
 
 def with_anthropic(url):

@@ -148,18 +148,7 @@ fn recipe_registers_a_recipe_under_another_name() {
     let name = format!("kgrecipe-{}", unique());
     let _entry = bin::KeyutilsEntry(name.clone());
     let value = format!("sk-recipe-{}", unique());
-    let mut cmd = bin::keygate_keyutils(
-        home.path(),
-        &[
-            "secret",
-            "add",
-            &name,
-            "--recipe",
-            "anthropic",
-            "--from-env",
-            "V",
-        ],
-    );
+    let mut cmd = add_as_anthropic(home.path(), &name);
     cmd.env("V", &value);
     let out = bin::run(cmd);
     assert_eq!(out.code, Some(0), "{out:?}");
@@ -180,18 +169,7 @@ fn recipe_registers_a_recipe_under_another_name() {
 
     // A second home refuses the same name and suggests the recipe under another name.
     let other = tempfile::tempdir().expect("home");
-    let mut again = bin::keygate_keyutils(
-        other.path(),
-        &[
-            "secret",
-            "add",
-            &name,
-            "--recipe",
-            "anthropic",
-            "--from-env",
-            "V",
-        ],
-    );
+    let mut again = add_as_anthropic(other.path(), &name);
     again.env("V", &value);
     let refused = bin::run(again);
     assert_eq!(refused.code, Some(1), "{refused:?}");
@@ -241,4 +219,20 @@ fn recipe_registers_a_recipe_under_another_name() {
     for out in [&out, &refused, &missing, &list] {
         assert!(!out.stdout.contains(&value) && !out.stderr.contains(&value));
     }
+}
+
+/// `keygate secret add NAME --recipe anthropic --from-env V` in `home` (the caller sets V).
+fn add_as_anthropic(home: &std::path::Path, name: &str) -> std::process::Command {
+    bin::keygate_keyutils(
+        home,
+        &[
+            "secret",
+            "add",
+            name,
+            "--recipe",
+            "anthropic",
+            "--from-env",
+            "V",
+        ],
+    )
 }

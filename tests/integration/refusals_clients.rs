@@ -139,6 +139,17 @@ fn node_fetch_through_undici_gets_the_403_and_its_reason() {
     assert_run_printed_the_refusal(&out);
 }
 
+/// `keygate run --no-jail FLAGS -- curl REFUSED_URL`, which prints the refusal's body.
+fn run_curl_unjailed(home: &std::path::Path, flags: &[&str]) -> Output {
+    let mut args = vec!["run", "--no-jail"];
+    args.extend(flags);
+    args.extend(["--", "curl", "-sS", "--max-time", "10", REFUSED_URL]);
+    let out = bin::run(bin::keygate_keyutils(home, &args));
+    assert_eq!(out.code, Some(0), "{}", show(&out));
+    assert!(out.stdout.contains("Why: not-allowed"), "{}", show(&out));
+    out
+}
+
 #[test]
 fn run_prints_the_refusals_of_a_keygate_it_reuses() {
     if clients::curl().is_none() {
@@ -146,21 +157,7 @@ fn run_prints_the_refusals_of_a_keygate_it_reuses() {
     }
     let home = bin::home_listening_on(bin::free_port());
     let running = Running::start(bin::keygate_keyutils(home.path(), &["start"]));
-    let out = bin::run(bin::keygate_keyutils(
-        home.path(),
-        &[
-            "run",
-            "--no-jail",
-            "--",
-            "curl",
-            "-sS",
-            "--max-time",
-            "10",
-            REFUSED_URL,
-        ],
-    ));
-    assert_eq!(out.code, Some(0), "{}", show(&out));
-    assert!(out.stdout.contains("Why: not-allowed"), "{}", show(&out));
+    let out = run_curl_unjailed(home.path(), &[]);
     assert_run_printed_the_refusal(&out);
     let (_, stderr) = running.terminate_with_stderr();
     assert!(
@@ -178,23 +175,7 @@ fn run_prints_the_refusals_of_its_embedded_proxy() {
     }
     let home = bin::home_listening_on(bin::free_port());
     // A policy flag makes `run --no-jail` embed a proxy of its own.
-    let out = bin::run(bin::keygate_keyutils(
-        home.path(),
-        &[
-            "run",
-            "--no-jail",
-            "--mode",
-            "custom",
-            "--",
-            "curl",
-            "-sS",
-            "--max-time",
-            "10",
-            REFUSED_URL,
-        ],
-    ));
-    assert_eq!(out.code, Some(0), "{}", show(&out));
-    assert!(out.stdout.contains("Why: not-allowed"), "{}", show(&out));
+    let out = run_curl_unjailed(home.path(), &["--mode", "custom"]);
     let line = out
         .stderr
         .lines()

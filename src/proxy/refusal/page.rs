@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, header};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::upgrade::Upgraded;
@@ -30,6 +31,10 @@ pub const PAGE_LIFETIME: Duration = Duration::from_secs(30);
 /// Concurrent h2 streams on a refusal page's connection: the first is answered, then
 /// the connection goes away.
 const PAGE_H2_STREAMS: u32 = 4;
+/// The most of a request body read (and dropped) before the answer.
+const DRAIN_BYTES: usize = 1024 * 1024;
+/// The longest a request body is read before the answer.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
 /// TLS record content type of a handshake.
 const TLS_HANDSHAKE: u8 = 0x16;
 
@@ -113,9 +118,19 @@ where
     let answered = Arc::new(tokio::sync::Notify::new());
     let notify = answered.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
-        let response = respond(&page, &req, tls);
-        notify.notify_one();
-        async move { Ok::<_, std::convert::Infallible>(response) }
+        // The connection goes away once the answer's body is dropped, that is, written
+        // out: an h2 GOAWAY sent earlier could reach the client before the answer.
+        let response = respond(&page, &req, tls).map(|body| {
+            let body = Sent {
+                body,
+                notify: notify.clone(),
+            };
+            BodyExt::boxed(body)
+        });
+        async move {
+            discard_body(req.into_body()).await;
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -140,6 +155,55 @@ where
     tokio::select! {
         _ = serving => {}
         () = lifetime => {}
+    }
+}
+
+/// Reads and drops what the client sends of its request body (at most [`DRAIN_BYTES`]
+/// within [`DRAIN_TIME`]) before the answer: closing a connection with unread data makes
+/// the kernel reset it, and a client then loses the answer before it reads it
+/// ("Server disconnected without sending a response"). Nothing of it goes anywhere.
+async fn discard_body(mut body: Incoming) {
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, bytes::Bytes::len);
+            if seen > DRAIN_BYTES {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+}
+
+/// A body that says when it is dropped (hyper drops a response body once it is sent).
+struct Sent {
+    body: Body,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Sent {
+    fn drop(&mut self) {
+        self.notify.notify_one();
+    }
+}
+
+impl http_body::Body for Sent {
+    type Data = bytes::Bytes;
+    type Error = super::super::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
