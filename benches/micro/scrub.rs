@@ -1,10 +1,14 @@
 //! Scrubber throughput: 1 MiB of response body in 16 KiB chunks, searched for a real
-//! value, without a match (the common case) and with one in every chunk.
+//! value (exactly, and in every form keygate knows), without a match (the common case)
+//! and with one in every chunk.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group};
-use keygate::addon::scrub::Scrubber;
+use std::sync::Arc;
+
+use keygate::addon::scrubber::Scrubber;
+use keygate::secrets::reflect::Reflections;
 
 const MIB: usize = 1024 * 1024;
 const CHUNK: usize = 16 * 1024;
@@ -48,6 +52,20 @@ fn scrub(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 let mut scrubber = Scrubber::new(&[(REAL, DUMMY)]).expect("scrubber");
+                run(&mut scrubber, &body)
+            })
+        });
+        // What a response from a bound host gets: every form of the value (the set's
+        // compiled reflections, built once per configuration, not per response).
+        let forms = Arc::new(Reflections::of(&[(REAL, DUMMY)], &[]).expect("forms"));
+        let mut check = Scrubber::with(forms.clone());
+        assert_eq!(
+            run(&mut check, &body),
+            MIB + matches * DUMMY.len() - matches * REAL.len()
+        );
+        group.bench_function(format!("{name}, every form"), |b| {
+            b.iter(|| {
+                let mut scrubber = Scrubber::with(forms.clone());
                 run(&mut scrubber, &body)
             })
         });

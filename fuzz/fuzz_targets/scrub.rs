@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use keygate::addon::scrub::Scrubber;
+use keygate::addon::scrubber::Scrubber;
 use keygate::addon::{ChunkFilter, FlowContext, Pipeline};
 use keygate::policy::{Host, HostPattern};
 use keygate::secrets::{Binding, SecretSet, SecretValue};

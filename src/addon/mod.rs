@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod phantom;
 pub mod privilege;
 pub mod scrub;
+pub mod scrubber;
 pub mod swap;
 pub mod tripwire;
 
@@ -22,6 +23,7 @@ use bytes::Bytes;
 use http::StatusCode;
 
 use crate::policy::Host;
+use crate::secrets::reflect::Reflections;
 use crate::secrets::{Binding, SecretSet};
 
 /// An early answer from an addon: the request is not forwarded.
@@ -57,6 +59,21 @@ pub struct FlowContext {
     pub swapped: Vec<String>,
     /// Name of the secret whose dummy tripped the wire, if any.
     pub tripped: Option<String>,
+    /// Exact bytes keygate sent that no generic form of a value covers (a Basic blob it
+    /// re-encoded), with what the client had sent instead: the scrubber maps an echo of
+    /// the one back to the other.
+    pub sent: Sent,
+}
+
+/// `(sent, original)` byte strings of one request (see [`FlowContext::sent`]). What was
+/// sent holds a real value: never printed, zeroized when dropped.
+#[derive(Clone, Default)]
+pub struct Sent(pub Vec<(zeroize::Zeroizing<Vec<u8>>, Vec<u8>)>);
+
+impl std::fmt::Debug for Sent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sent({} forms)", self.0.len())
+    }
 }
 
 impl FlowContext {
@@ -76,7 +93,21 @@ impl FlowContext {
             secrets,
             swapped: Vec::new(),
             tripped: None,
+            sent: Sent::default(),
         }
+    }
+
+    /// Every form of the bound secrets' values (and of what keygate sent) that a
+    /// response could echo; `None` when no bound secret has a value. Cached per secret
+    /// set for the common case of one bound secret.
+    pub fn reflections(&self) -> Option<Arc<Reflections>> {
+        let exact: Vec<(Vec<u8>, Vec<u8>)> = self
+            .sent
+            .0
+            .iter()
+            .map(|(sent, original)| (sent.to_vec(), original.clone()))
+            .collect();
+        self.secrets.reflections_for(&self.host, self.port, &exact)
     }
 
     /// The secrets bound to this flow's host.

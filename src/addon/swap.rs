@@ -5,26 +5,12 @@
 
 use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 
 use super::inspect::{basic_credentials, in_headers, in_query, in_value};
 use super::{Addon, FlowContext, Refuse};
 use crate::secrets::Binding;
-
-/// Characters percent-encoded when a real value goes into a query string.
-const QUERY: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'<')
-    .add(b'>')
-    .add(b'&')
-    .add(b'+')
-    .add(b'=')
-    .add(b'%')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}');
+use crate::secrets::reflect::QUERY;
 
 /// The swap addon.
 #[derive(Debug, Default)]
@@ -49,6 +35,7 @@ impl Addon for Swap {
                 continue;
             }
             let real = binding.real.as_ref().ok_or_else(|| missing(&binding))?;
+            record_basic(flow, &req.headers, &binding.dummy, real.expose());
             swap_headers(
                 &mut req.headers,
                 &binding.header,
@@ -61,6 +48,22 @@ impl Addon for Swap {
             flow.swapped.push(binding.name.clone());
         }
         Ok(())
+    }
+}
+
+/// Remembers each `Basic` credential that the swap re-encodes, as sent and as the client
+/// sent it: the one base64 blob no generic form of the value matches whole, so the
+/// scrubber can turn an echo of it back into the client's (see
+/// [`crate::secrets::reflect`]).
+fn record_basic(flow: &mut FlowContext, headers: &HeaderMap, dummy: &str, real: &str) {
+    for value in headers.values() {
+        let holds_dummy = basic_credentials(value).is_some_and(|c| c.contains(dummy));
+        if holds_dummy && let Some(sent) = swap_value(value, dummy, real) {
+            flow.sent.0.push((
+                zeroize::Zeroizing::new(sent.as_bytes().to_vec()),
+                value.as_bytes().to_vec(),
+            ));
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use http::{HeaderName, Method};
 
 use super::phantom;
+use super::reflect::Reflections;
 use super::store::{SecretStore, StoreError};
 use super::value::SecretValue;
 use crate::policy::{Host, HostPattern};
@@ -112,6 +113,9 @@ pub struct SecretSet {
     alarms: Alarms,
     /// Where each binding's dummy has a marker, static or phantom ([`Mark`]).
     marks: Vec<Mark>,
+    /// Every form of `bindings[i]`'s real value, compiled once per set (the scrubber's
+    /// searcher for a host bound to that one secret); `None` without a value.
+    pub(super) reflections: Vec<Option<Arc<Reflections>>>,
 }
 
 /// The searcher behind [`SecretSet::alarm_in`].
@@ -194,7 +198,16 @@ impl SecretSet {
                 })
             })
             .collect();
+        let reflections = bindings
+            .iter()
+            .map(|b| {
+                let real = b.real.as_ref()?;
+                let pair = (real.expose().as_bytes(), b.dummy.as_bytes());
+                Reflections::of(&[pair], &[]).map(Arc::new)
+            })
+            .collect();
         SecretSet {
+            reflections,
             bindings: bindings.into_iter().map(Arc::new).collect(),
             dummies,
             session,

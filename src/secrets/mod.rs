@@ -6,12 +6,14 @@
 //! * [`recipe`] / [`dummy`]: provider recipes and shape-keeping dummy values.
 //! * [`binding`]: what the proxy uses at run time, loaded once at start.
 //! * [`phantom`]: per-session phantom dummies (a jailed `keygate run`) and their markers.
+//! * [`reflect`]: every form a real value may come back in, for the scrubber.
 
 pub mod binding;
 pub mod dummy;
 pub mod keyring;
 pub mod phantom;
 pub mod recipe;
+pub mod reflect;
 pub mod registry;
 pub mod store;
 pub mod value;
