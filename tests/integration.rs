@@ -51,6 +51,8 @@ mod refusals_clients;
 mod regression;
 #[path = "integration/reload.rs"]
 mod reload;
+#[path = "integration/revocation.rs"]
+mod revocation;
 #[path = "integration/scrub.rs"]
 mod scrub;
 #[path = "integration/secret_list.rs"]

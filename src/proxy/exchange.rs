@@ -30,7 +30,8 @@ use crate::policy::Host;
 pub struct Intercepted {
     /// The shared proxy.
     pub proxy: Arc<Proxy>,
-    /// The configuration generation the connection started with.
+    /// The configuration generation the connection started with (its connection-level
+    /// settings; every request is decided by the current one).
     pub generation: Arc<Generation>,
     /// The client.
     pub client: ClientInfo,
@@ -58,7 +59,16 @@ pub async fn handle(
     if super::selftest::is_self(&conn.host) {
         return Ok(proxy.self_test(event, &parts, true, started));
     }
-    let limits = conn.generation.config.limits;
+    // SECURITY: every request is decided by the current configuration, not the one the
+    // connection started with: a reload that denies the host or unbinds a secret
+    // revokes it on the next request of every open connection, however long a client
+    // keeps the connection alive.
+    let generation = proxy.current();
+    if let Err(refusal) = generation.policy.decide(&conn.host, conn.port) {
+        let err = revoked(format!("{refusal}"), refusal.advice.clone());
+        return Ok(proxy.refuse(event, &err, &what, started));
+    }
+    let limits = generation.config.limits;
     // The parsers stop only heads far past the limits (`PARSER_SLACK`); the rest are
     // refused here, with a reason.
     if let Err(err) = super::headers::check_head(&parts.uri, &parts.headers, &limits) {
@@ -69,11 +79,20 @@ pub async fn handle(
         conn.host.clone(),
         conn.port,
         true,
-        conn.generation.secrets.clone(),
+        generation.secrets.clone(),
     );
     if let Err(refuse) = proxy.pipeline.on_request(&mut flow, &mut parts) {
         event.secret = flow.tripped.clone();
-        let err = ProxyError::Addon(refuse);
+        let err = match unbound_since_connect(&conn, &generation, &refuse, &flow) {
+            Some(name) => revoked(
+                format!(
+                    "secret `{name}` is no longer bound to {}:{} (the configuration was reloaded since this connection opened)",
+                    conn.host, conn.port
+                ),
+                "The secret's binding was removed on purpose; only a human can restore it in secrets.yaml.".into(),
+            ),
+            None => ProxyError::Addon(refuse),
+        };
         return Ok(proxy.refuse(event, &err, &what, started));
     }
     if !flow.swapped.is_empty() {
@@ -91,9 +110,9 @@ pub async fn handle(
         .boxed();
     let request = Request::from_parts(parts, body);
     let client = if upgrade.is_some() {
-        &conn.generation.upgrade_client
+        &generation.upgrade_client
     } else {
-        &conn.generation.tls_client
+        &generation.tls_client
     };
     let sent = tokio::time::timeout(limits.response_timeout, client.request(request)).await;
     let mut response = match sent {
@@ -126,6 +145,39 @@ pub async fn handle(
         .map_err(|e| -> BoxError { Box::new(e) })
         .boxed();
     Ok(Response::from_parts(head, body))
+}
+
+/// A request refused because a reload took away what the connection was opened for.
+fn revoked(why: String, advice: String) -> ProxyError {
+    ProxyError::Forbidden {
+        code: "revoked",
+        why,
+        advice,
+    }
+}
+
+/// The secret whose dummy tripped the wire here although it was bound to this host
+/// when the connection opened: a binding a reload removed, not an exfiltration.
+fn unbound_since_connect(
+    conn: &Intercepted,
+    now: &Generation,
+    refuse: &crate::addon::Refuse,
+    flow: &FlowContext,
+) -> Option<String> {
+    let name = flow
+        .tripped
+        .as_ref()
+        .filter(|_| refuse.code == "tripwire")?;
+    let was_bound = conn
+        .generation
+        .secrets
+        .bound_to(&conn.host, conn.port)
+        .any(|b| &b.name == name);
+    let still_bound = now
+        .secrets
+        .bound_to(&conn.host, conn.port)
+        .any(|b| &b.name == name);
+    (was_bound && !still_bound).then(|| name.clone())
 }
 
 /// An HTTP/1.1 `Connection: upgrade` request with an `Upgrade` header (WebSocket).

@@ -194,6 +194,9 @@ pub struct Proxy {
     /// One permit per client connection being served (`limits.max_connections`, fixed
     /// at start: a reload does not resize it).
     pub connections: Arc<Semaphore>,
+    /// Bumped by every successful [`Proxy::reload`]: open tunnels re-check their host
+    /// against the new policy (a newly denied host's tunnels close).
+    pub reloads: tokio::sync::watch::Sender<u64>,
     /// Required proxy credentials; `None` on loopback listeners.
     pub auth: Option<auth::ProxyAuth>,
     /// The session this proxy serves, if it is a `keygate run` session's.
@@ -270,6 +273,7 @@ impl ProxyBuilder {
         let generation = Generation::build(self.config, self.policy, self.secrets)?;
         Ok(Arc::new(Proxy {
             connections: Arc::new(Semaphore::new(max_connections)),
+            reloads: tokio::sync::watch::Sender::new(0),
             auth: self.auth,
             session: self.session,
             current: RwLock::new(Arc::new(generation)),
@@ -320,9 +324,11 @@ impl Proxy {
         }
     }
 
-    /// Replaces configuration, policy and secrets for new connections; connections
-    /// already open finish with what they started with. The listen address and the CA
-    /// are not reloaded. On error nothing changes.
+    /// Replaces configuration, policy and secrets. New connections use them, and so does
+    /// the next request of every open intercepted connection (a binding removed or a
+    /// host denied is revoked at once, `revoked`); open tunnels to a host the new
+    /// policy refuses are closed. The listen address and the CA are not reloaded. On
+    /// error nothing changes.
     pub fn reload(
         &self,
         config: Config,
@@ -334,6 +340,7 @@ impl Proxy {
             Ok(mut guard) => *guard = next,
             Err(poisoned) => *poisoned.into_inner() = next,
         }
+        self.reloads.send_modify(|n| *n += 1);
         Ok(())
     }
 

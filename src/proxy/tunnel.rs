@@ -174,6 +174,11 @@ pub async fn run(
     let outcome = tokio::select! {
         outcome = copied => outcome,
         () = grace_expired(&proxy) => Err(std::io::Error::other("closed by shutdown")),
+        why = revoked(&proxy, &host, port) => {
+            event.decision = Verdict::Deny;
+            tracing::warn!(client = %client, "tunnel to {host}:{port} closed: {why}");
+            Err(std::io::Error::other(why))
+        }
         () = activity.expired(limits.idle_timeout) => Err(std::io::Error::other(format!(
             "closed after {} without traffic (limits.idle_timeout)",
             Span(limits.idle_timeout)
@@ -183,10 +188,28 @@ pub async fn run(
     event.bytes_up = sent_up.load(Ordering::Relaxed);
     event.bytes_down = sent_down.load(Ordering::Relaxed);
     if let Err(e) = outcome {
-        event.reason = Some(format!("tunnel ended: {e}"));
+        event.reason = Some(match event.decision {
+            Verdict::Deny => e.to_string(),
+            _ => format!("tunnel ended: {e}"),
+        });
         tracing::debug!("tunnel to {host}:{port} ended: {e}");
     }
     finish(&proxy, event, started);
+}
+
+/// Completes, with the reason, once a reload makes the policy refuse `host:port`: a
+/// tunnel to a host that was just denied closes at once instead of running on.
+async fn revoked(proxy: &Proxy, host: &Host, port: u16) -> String {
+    let mut reloads = proxy.reloads.subscribe();
+    loop {
+        // Checked once before waiting too: a reload may have come since the CONNECT.
+        if let Err(refusal) = proxy.current().policy.decide(host, port) {
+            return format!("revoked: {refusal} (the configuration was reloaded)");
+        }
+        if reloads.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// Completes once shutdown started and its grace period has passed.

@@ -140,12 +140,19 @@ impl ProxyBuilder {
         self
     }
 
-    /// Builds the configuration and serves it on 127.0.0.1:0.
-    pub async fn start(self) -> TestProxy {
+    /// The configuration, policy and secrets this builder describes.
+    fn generation(self) -> (Config, keygate::policy::Policy, SecretSet) {
         let raw = RawConfig::parse(&self.yaml, Path::new("keygate.yaml")).expect("keygate.yaml");
         let config = Config::build(raw, None, self.flags).expect("config");
         let secrets = SecretSet::new(self.secrets);
         let policy = config.policy(secrets.host_patterns());
+        (config, policy, secrets)
+    }
+
+    /// Builds the configuration and serves it on 127.0.0.1:0.
+    pub async fn start(self) -> TestProxy {
+        let proxy_auth = self.proxy_auth.clone();
+        let (config, policy, secrets) = self.generation();
         let ca = (config.intercept == Intercept::All || !secrets.is_empty()).then(TestCa::new);
         let (watch_tx, _) = watch::channel(0);
         let sink = Sink {
@@ -158,7 +165,7 @@ impl ProxyBuilder {
             let loaded = Ca::load(&Home::at(ca.home.path())).expect("load the test CA");
             builder = builder.ca(Arc::new(loaded));
         }
-        if let Some(credentials) = &self.proxy_auth {
+        if let Some(credentials) = &proxy_auth {
             let value =
                 keygate::secrets::SecretValue::new(credentials.clone()).expect("credentials");
             builder = builder.proxy_auth(keygate::proxy::auth::ProxyAuth::new(value));
@@ -170,8 +177,10 @@ impl ProxyBuilder {
         let shutdown = async move {
             let _ = stop_rx.await;
         };
+        let handle = proxy.clone();
         let run = tokio::spawn(proxy::run(proxy, listener, shutdown));
         TestProxy {
+            handle,
             addr,
             stop: Some(stop_tx),
             run,
@@ -211,6 +220,7 @@ impl TestCa {
 
 /// A running in-process proxy. Dropping it stops it.
 pub struct TestProxy {
+    handle: Arc<Proxy>,
     /// Where it listens.
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
@@ -225,6 +235,15 @@ impl TestProxy {
     /// keygate's CA (only proxies with a secret or `intercept: all` have one).
     pub fn ca(&self) -> &TestCa {
         self.ca.as_ref().expect("this proxy has no CA")
+    }
+
+    /// Replaces its configuration, policy and secrets with `next`'s (what SIGHUP does in
+    /// the binary; the CA, listener and proxy credentials stay).
+    pub fn reload(&self, next: ProxyBuilder) {
+        let (config, policy, secrets) = next.generation();
+        self.handle
+            .reload(config, policy, secrets)
+            .expect("a valid reload");
     }
 
     /// Sends the stop signal (what SIGTERM does in the binary).
