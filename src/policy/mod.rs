@@ -47,7 +47,7 @@ impl fmt::Display for Mode {
     }
 }
 
-/// Whether upstream addresses in loopback/private/link-local ranges may be reached.
+/// Whether upstream addresses in loopback/private/link-local/reserved ranges may be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PrivateAddresses {
     /// Refused unless an IP/CIDR pattern in `allow` covers the address. The default.

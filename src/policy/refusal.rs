@@ -12,7 +12,7 @@ pub enum RefusalKind {
     NotAllowed,
     /// A `deny` rule matched.
     DeniedByRule,
-    /// The host resolved to a loopback/private/link-local address.
+    /// The host resolved to a loopback, private, link-local or reserved address.
     PrivateAddress,
 }
 
@@ -91,7 +91,7 @@ impl Refusal {
         Refusal {
             kind: RefusalKind::PrivateAddress,
             reason: format!(
-                "{host}:{port} resolved to {ip}, a loopback/private/link-local address; keygate refuses those to defend against DNS rebinding"
+                "{host}:{port} resolved to {ip}, a loopback, private, link-local or reserved address; keygate refuses those to defend against DNS rebinding"
             ),
             advice: format!(
                 "If this internal address is meant to be reached, a human can allow it in keygate.yaml:\n\
