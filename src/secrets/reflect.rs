@@ -138,7 +138,8 @@ fn base64_middle(engine: &impl Engine, offset: usize, value: &[u8]) -> Vec<u8> {
 }
 
 /// Compiled needles (every form of the bound secrets, or exact bytes) and their
-/// replacements: one automaton, leftmost-longest.
+/// replacements: one automaton, leftmost first (then the longest form, or the earlier
+/// exact pair).
 pub struct Reflections {
     automaton: AhoCorasick,
     needles: Vec<Vec<u8>>,
@@ -186,8 +187,14 @@ impl Reflections {
         if all.is_empty() {
             return None;
         }
+        // Forms: at one position the longest form wins (it hides the most). Exact pairs:
+        // the earlier pair wins, as the caller listed them.
+        let kind = match fold {
+            true => MatchKind::LeftmostLongest,
+            false => MatchKind::LeftmostFirst,
+        };
         let automaton = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
+            .match_kind(kind)
             .ascii_case_insensitive(fold)
             .build(all.iter().map(|(n, _)| n))
             .ok()?;
@@ -208,7 +215,7 @@ impl Reflections {
         })
     }
 
-    /// The leftmost(-longest) match in `haystack[from..]`: (start, end, replacement).
+    /// The leftmost match in `haystack[from..]`: (start, end, replacement).
     pub fn find(&self, haystack: &[u8], from: usize) -> Option<(usize, usize, &Bytes)> {
         let found = self
             .automaton
