@@ -11,11 +11,12 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::idle::Activity;
-use super::{ClientInfo, Proxy, refusal};
+use super::refusal;
 use crate::audit::{Event, Kind, Verdict};
 use crate::config::limits::Span;
 use crate::policy::Host;
+use crate::proxy::io::idle::Activity;
+use crate::proxy::{ClientInfo, Proxy};
 
 /// Largest ClientHello keygate reads before giving up (post-quantum key shares make
 /// hellos of 2 KB common; 64 KiB is generous).
@@ -192,7 +193,7 @@ pub async fn run(
 /// Completes once shutdown started and its grace period has passed.
 pub(super) async fn grace_expired(proxy: &Proxy) {
     proxy.shutdown.cancelled().await;
-    tokio::time::sleep(super::SHUTDOWN_GRACE).await;
+    tokio::time::sleep(crate::proxy::SHUTDOWN_GRACE).await;
 }
 
 fn finish(proxy: &Proxy, mut event: Event, started: Instant) {

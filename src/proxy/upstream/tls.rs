@@ -18,10 +18,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector as RustlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::read_ahead::ReadAhead;
-use super::upstream::{ConnectError, Connector, target_of};
+use super::{ConnectError, Connector, target_of};
 use crate::config::limits::Span;
 use crate::policy::Host;
+use crate::proxy::io::read_ahead::ReadAhead;
 
 /// Opens verified TLS connections to upstreams.
 #[derive(Clone)]
