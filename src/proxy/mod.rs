@@ -45,14 +45,14 @@ use crate::config::{Config, Intercept};
 use crate::policy::{Host, Policy};
 use crate::secrets::SecretSet;
 use connect::refusal;
-use connect::tls::{self, ServerConfigs, TlsSetupError};
+use connect::tls::{LEAF_CACHE_HOSTS, ServerConfigs};
 use exchange::selftest;
 use listener::auth;
 pub use listener::run;
 #[cfg(unix)]
 pub use listener::run_unix;
 use upstream::Connector;
-use upstream::tls::TlsConnector;
+use upstream::tls::{self, TlsConnector, TlsSetupError};
 
 /// Errors inside streamed bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -276,9 +276,7 @@ impl ProxyBuilder {
             auth: self.auth,
             session: self.session,
             current: RwLock::new(Arc::new(generation)),
-            server_configs: self
-                .issuer
-                .map(|i| ServerConfigs::new(i, tls::LEAF_CACHE_HOSTS)),
+            server_configs: self.issuer.map(|i| ServerConfigs::new(i, LEAF_CACHE_HOSTS)),
             refusal_configs,
             refusal_rate: refusal::rate::RefusalRate::new(refusal_pages),
             pipeline: self.pipeline,

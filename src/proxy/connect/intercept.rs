@@ -11,7 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio_rustls::LazyConfigAcceptor;
 
-use super::tunnel::{Hello, check_hello};
+use super::hello::{Hello, check_hello};
 use crate::audit::{Event, Kind, Verdict};
 use crate::config::limits::Span;
 use crate::policy::Host;

@@ -7,6 +7,7 @@
 //! [`intercept`]ed (TLS terminated with a leaf from [`tls`], each request then an
 //! [`exchange`](super::exchange)); a CONNECT refused by policy gets a [`refusal`] page.
 
+pub mod hello;
 pub mod intercept;
 pub mod refusal;
 pub mod tls;

@@ -23,10 +23,10 @@ use std::time::Instant;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use super::tunnel::Hello;
 use crate::audit::Event;
 use crate::config::Refusals;
 use crate::policy::Host;
+use crate::proxy::connect::hello::Hello;
 use crate::proxy::respond::{ProxyError, empty};
 use crate::proxy::{Body, ClientInfo, Proxy};
 
