@@ -18,7 +18,7 @@ OWNERS = [
     ("audit log thread (serialise + write + wait)", r"^COMM:keygate-audit"),
     ("TLS handshakes", r"rustls::server::hs|rustls::client::hs|rustls::server::tls13|rustls::client::tls13|into_connection"),
     ("tracing log lines (format + write to stderr)", r"tracing_subscriber|tracing_core::event"),
-    ("audit events on the request path (Event::new, FlowRecord, channel send)", r"keygate::audit|keygate::proxy::metered::FlowRecord"),
+    ("audit events on the request path (Event::new, FlowRecord, channel send)", r"keygate::audit|keygate::proxy::io::metered::FlowRecord"),
     ("keygate addons (host check, tripwire, privilege, swap, scrub)", r"keygate::addon"),
     ("hyper-util pool checkout + client dispatch", r"hyper_util::client::legacy::pool::|legacy::client::Client<C,B>::send_request"),
 ]

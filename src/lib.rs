@@ -6,15 +6,16 @@
 //! Data flows one way, and the module tree follows it:
 //!
 //! ```text
-//! cli/config  ──▶  Config (immutable)  ──▶  proxy::run (listener)
+//! cli/config  ──▶  Config (immutable)  ──▶  proxy::listener (accept, dispatch)
 //!                                              │ per connection
 //!                                              ▼
 //!                                   policy::Policy::decide  ──▶ audit event
 //!                                              │
-//!                        ┌─────────────────────┼──────────────────────┐
-//!                        ▼                     ▼                      ▼
-//!                  proxy::tunnel        proxy::forward          (refusal: 403 +
-//!              (SNI check, copy)     (plain HTTP, streamed)    X-Keygate-Reason)
+//!          ┌────────────────────┬──────────────┴───────┬────────────────────┐
+//!          ▼                    ▼                      ▼                    ▼
+//!   connect::tunnel     connect::intercept     exchange::forward     (refusal: 403 +
+//!  (SNI check, copy)  (TLS terminated; each  (plain HTTP, streamed)  X-Keygate-Reason,
+//!                     request an exchange)                          or a refusal page)
 //! ```
 //!
 //! * [`home`]: `$KEYGATE_HOME` and every path under it; owner-only file creation.
@@ -22,7 +23,8 @@
 //! * [`policy`]: host patterns, modes, the embedded trusted list, and the [`policy::Decision`].
 //! * [`ca`]: the local certificate authority and `ca/bundle.pem`.
 //! * [`audit`]: the JSONL audit log, written off the request path.
-//! * [`proxy`]: the listener, CONNECT tunnels and plain-HTTP forwarding.
+//! * [`proxy`]: one folder per stage of a request: listener, connect (tunnel, intercept,
+//!   refusal pages), exchange (intercepted or forwarded), upstream.
 //! * [`text`]: wording helpers for messages (a count and its noun).
 //!
 //! Dependency direction: `proxy` → `policy`, `ca`, `audit`; `config` and `policy` do no

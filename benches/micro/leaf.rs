@@ -8,7 +8,7 @@ use criterion::{Criterion, criterion_group};
 use keygate::ca::{Ca, LeafIssuer};
 use keygate::home::Home;
 use keygate::policy::Host;
-use keygate::proxy::tls::{LEAF_CACHE_HOSTS, ServerConfigs};
+use keygate::proxy::connect::tls::{LEAF_CACHE_HOSTS, ServerConfigs};
 
 fn ca(dir: &tempfile::TempDir) -> Arc<Ca> {
     let (ca, _created) = Ca::load_or_create(&Home::at(dir.path())).expect("a CA in a temp home");

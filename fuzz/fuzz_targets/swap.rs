@@ -314,8 +314,9 @@ fn parse(text: &str) -> Option<(FlowContext, http::request::Parts)> {
     }
     let parts = builder.body(()).ok()?.into_parts().0;
     if !intercepted {
-        // What src/proxy/forward.rs hands the pipeline: an absolute `http://` target
-        // whose authority is the flow's host and port (anything else is a 400 first).
+        // What src/proxy/exchange/forward.rs hands the pipeline: an absolute `http://`
+        // target whose authority is the flow's host and port (anything else is a 400
+        // first).
         let authority = parts.uri.authority()?.as_str();
         let target = parse_authority(authority, Some(80)).ok()?;
         if parts.uri.scheme() != Some(&http::uri::Scheme::HTTP) || target != (host.clone(), port) {
@@ -390,8 +391,8 @@ fn decoded(text: &str) -> Cow<'_, str> {
 }
 
 /// In the part of the URL that goes upstream: keygate rebuilds the upstream URL from
-/// the CONNECT host and the path and query (src/proxy/exchange.rs `prepare`), and the
-/// plain-HTTP client sends origin-form, so a scheme or userinfo never leaves.
+/// the CONNECT host and the path and query (src/proxy/exchange/mod.rs `prepare`), and
+/// the plain-HTTP client sends origin-form, so a scheme or userinfo never leaves.
 fn uri_contains(uri: &Uri, needle: &str) -> bool {
     let text = uri.path_and_query().map_or("", |pq| pq.as_str());
     text.contains(needle) || decoded(text).contains(needle)

@@ -3,8 +3,9 @@
 //!
 //! The session CA may vouch only for the hosts the session intercepts, so it cannot
 //! sign a leaf for a refused name. The refusal CA can, and nothing else: keygate uses it
-//! only in [`crate::proxy::refusal`], whose connections answer the refusal and never
-//! reach an upstream; its key never leaves keygate's memory and dies with the session.
+//! only in [`crate::proxy::connect::refusal`], whose connections answer the refusal and
+//! never reach an upstream; its key never leaves keygate's memory and dies with the
+//! session.
 //! Its certificate *excludes* the session's intercepted hosts (name constraints,
 //! excluded subtrees), so even keygate could not use it to stand in for a host that
 //! receives a secret. A refused name inside those hosts (a deny rule on a secret host)

@@ -190,8 +190,11 @@ pub fn proxy_credentials() -> Result<keygate::secrets::SecretValue, Failure> {
         return Ok(existing);
     }
     let password = dummy::expand("{random:32}", "").map_err(|e| anyhow!(e))?;
-    let value = SecretValue::new(format!("{}:{password}", keygate::proxy::auth::PROXY_USER))
-        .map_err(|e| anyhow!(e))?;
+    let value = SecretValue::new(format!(
+        "{}:{password}",
+        keygate::proxy::listener::auth::PROXY_USER
+    ))
+    .map_err(|e| anyhow!(e))?;
     store.set(PROXY_AUTH_ACCOUNT, &value)?;
     Ok(value)
 }

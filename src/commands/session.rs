@@ -217,7 +217,7 @@ fn session_permits(config: &Config, secrets: &SecretSet) -> Vec<Permit> {
         .iter()
         .flat_map(Permit::from_pattern)
         .collect();
-    if let Ok(host) = keygate::policy::Host::parse(keygate::proxy::selftest::SELF_HOST) {
+    if let Ok(host) = keygate::policy::Host::parse(keygate::proxy::exchange::selftest::SELF_HOST) {
         permits.extend(Permit::host(&host));
     }
     if config.intercept == Intercept::All {

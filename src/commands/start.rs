@@ -8,7 +8,7 @@ use keygate::audit::AuditLog;
 use keygate::config::{Config, Overrides};
 use keygate::home::Home;
 use keygate::policy::Policy;
-use keygate::proxy::auth::ProxyAuth;
+use keygate::proxy::listener::auth::ProxyAuth;
 use keygate::proxy::{self, Proxy};
 use keygate::secrets::{Binding, SecretSet, SecretStore};
 use keygate::text::count_of;

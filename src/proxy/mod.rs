@@ -1,29 +1,29 @@
-//! The proxy: listener, CONNECT tunnels and plain-HTTP forwarding.
+//! The proxy: one folder per stage, in the order a request passes them.
 //!
-//! Per connection: [`server`] accepts and serves HTTP/1.1 with hyper; [`service`]
-//! dispatches each request: `CONNECT` to [`connect`] (policy, upstream connect, then
-//! [`tunnel`] after the upgrade), absolute-form `http://` to [`forward`]. Every path to
-//! the network goes through [`upstream::Connector`]; every refusal through [`respond`].
+//! * [`listener`]: the accept loop and graceful shutdown; [`listener::service`] checks
+//!   [`listener::auth`] and dispatches each request: `CONNECT` to [`connect`],
+//!   absolute-form `http://` to [`exchange::forward`].
+//! * [`connect`]: policy, upstream connect, then the 200; after it a
+//!   [`connect::tunnel`], an [`connect::intercept`]ed connection (TLS terminated with a
+//!   leaf from [`connect::tls`]), or, for a refused CONNECT, a [`connect::refusal`] page.
+//! * [`exchange`]: one request on an intercepted connection; [`exchange::forward`] for
+//!   plain HTTP; the [`exchange::selftest`] origin on either path.
+//! * [`upstream`]: every path to the network goes through [`upstream::Connector`];
+//!   [`upstream::tls`] adds the verified handshake.
+//!
+//! Below the stages, shared by several of them (so their imports never run in a
+//! circle): [`respond`] (what keygate answers when it does not forward: every refusal
+//! goes through it), [`headers`] (head limits, hop-by-hop headers) and [`io`]
+//! (byte-level wrappers). This file holds what every stage uses: the [`Proxy`], its
+//! reloadable [`Generation`], the [`Body`] type and the [`ClientInfo`].
 
-pub mod auth;
 pub mod connect;
 pub mod exchange;
-pub mod filtered;
-pub mod forward;
 pub mod headers;
-pub mod idle;
-pub mod intercept;
-pub mod metered;
-pub mod read_ahead;
-pub mod refusal;
+pub mod io;
+pub mod listener;
 pub mod respond;
-pub mod selftest;
-pub mod server;
-pub mod service;
-pub mod tls;
-pub mod tunnel;
 pub mod upstream;
-pub mod upstream_tls;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -44,12 +44,15 @@ use crate::ca::LeafIssuer;
 use crate::config::{Config, Intercept};
 use crate::policy::{Host, Policy};
 use crate::secrets::SecretSet;
-pub use server::run;
+use connect::refusal;
+use connect::tls::{LEAF_CACHE_HOSTS, ServerConfigs};
+use exchange::selftest;
+use listener::auth;
+pub use listener::run;
 #[cfg(unix)]
-pub use server::run_unix;
-use tls::{ServerConfigs, TlsSetupError};
+pub use listener::run_unix;
 use upstream::Connector;
-use upstream_tls::TlsConnector;
+use upstream::tls::{self, TlsConnector, TlsSetupError};
 
 /// Errors inside streamed bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -57,8 +60,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
 
 /// How long shutdown waits for in-flight requests and tunnels before closing them.
-/// Here, below [`server`], [`exchange`] and [`tunnel`], so that their imports do not run
-/// in a circle.
+/// Here, below [`listener`], [`exchange`] and [`connect::tunnel`], so that their imports
+/// do not run in a circle.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -277,9 +280,7 @@ impl ProxyBuilder {
             auth: self.auth,
             session: self.session,
             current: RwLock::new(Arc::new(generation)),
-            server_configs: self
-                .issuer
-                .map(|i| ServerConfigs::new(i, tls::LEAF_CACHE_HOSTS)),
+            server_configs: self.issuer.map(|i| ServerConfigs::new(i, LEAF_CACHE_HOSTS)),
             refusal_configs,
             refusal_rate: refusal::rate::RefusalRate::new(refusal_pages),
             pipeline: self.pipeline,

@@ -168,7 +168,7 @@ impl ProxyBuilder {
         if let Some(credentials) = &proxy_auth {
             let value =
                 keygate::secrets::SecretValue::new(credentials.clone()).expect("credentials");
-            builder = builder.proxy_auth(keygate::proxy::auth::ProxyAuth::new(value));
+            builder = builder.proxy_auth(keygate::proxy::listener::auth::ProxyAuth::new(value));
         }
         let proxy = builder.build().expect("proxy");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");

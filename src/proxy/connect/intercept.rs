@@ -1,6 +1,6 @@
 //! Intercepted connections: TLS terminated with a leaf for the CONNECT host (after
 //! checking the ClientHello's SNI), then HTTP/1.1 or h2 (ALPN) served by hyper, each
-//! request handled by [`super::exchange`].
+//! request handled by [`crate::proxy::exchange`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,14 +11,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio_rustls::LazyConfigAcceptor;
 
-use super::exchange::{self, Intercepted};
-use super::headers::{HYPER_INLINE_HEADERS, PARSER_SLACK};
-use super::read_ahead::ReadAhead;
-use super::tunnel::{Hello, check_hello};
-use super::{ClientInfo, Generation, Proxy};
+use super::hello::{Hello, check_hello};
 use crate::audit::{Event, Kind, Verdict};
 use crate::config::limits::Span;
 use crate::policy::Host;
+use crate::proxy::exchange::{self, Intercepted};
+use crate::proxy::headers::{HYPER_INLINE_HEADERS, PARSER_SLACK};
+use crate::proxy::io::read_ahead::ReadAhead;
+use crate::proxy::{ClientInfo, Generation, Proxy};
 
 /// Terminates TLS on an upgraded CONNECT and serves its requests until it closes.
 pub async fn run(

@@ -1,5 +1,6 @@
 //! Tunnels: read the client's TLS ClientHello, check its SNI against the CONNECT host
-//! (domain-fronting defence), then copy bytes both ways, unbuffered, with half-close.
+//! (domain-fronting defence, [`super::hello`]), then copy bytes both ways, unbuffered,
+//! with half-close.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,101 +9,16 @@ use std::time::Instant;
 use http::StatusCode;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::idle::Activity;
-use super::{ClientInfo, Proxy, refusal};
+use super::hello::{Hello, check_hello, read_client_hello};
+use super::refusal;
 use crate::audit::{Event, Kind, Verdict};
 use crate::config::limits::Span;
 use crate::policy::Host;
-
-/// Largest ClientHello keygate reads before giving up (post-quantum key shares make
-/// hellos of 2 KB common; 64 KiB is generous).
-pub const MAX_HELLO_BYTES: usize = 64 * 1024;
-/// TLS record content type of a handshake.
-const TLS_HANDSHAKE: u8 = 0x16;
-
-/// What the client sent first.
-#[derive(Debug)]
-pub enum Hello {
-    /// A complete TLS ClientHello; `sni` is its server_name, if any.
-    Tls {
-        /// The SNI host name as sent.
-        sni: Option<String>,
-    },
-    /// Bytes that are not a TLS handshake.
-    NotTls,
-    /// A TLS record that is not a well-formed ClientHello, or too large.
-    Malformed(String),
-    /// The client closed before sending a complete hello.
-    Closed,
-    /// No complete hello within the time allowed (the text says which limit).
-    TooSlow(String),
-}
-
-/// Reads until a complete ClientHello has arrived; returns it and every byte read (to be
-/// replayed upstream). rustls parses the hello: no hand-written TLS parser.
-pub async fn read_client_hello(
-    io: &mut (impl AsyncRead + Unpin),
-) -> std::io::Result<(Hello, Vec<u8>)> {
-    let mut seen = Vec::with_capacity(2048);
-    let mut acceptor = rustls::server::Acceptor::default();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = io.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok((Hello::Closed, seen));
-        }
-        seen.extend_from_slice(&chunk[..n]);
-        if seen[0] != TLS_HANDSHAKE {
-            return Ok((Hello::NotTls, seen));
-        }
-        if seen.len() > MAX_HELLO_BYTES {
-            return Ok((Hello::Malformed("ClientHello too large".into()), seen));
-        }
-        let mut fresh = &chunk[..n];
-        while !fresh.is_empty() {
-            match acceptor.read_tls(&mut fresh) {
-                Ok(0) => return Ok((Hello::Malformed("ClientHello too large".into()), seen)),
-                Ok(_) => {}
-                Err(e) => return Ok((Hello::Malformed(e.to_string()), seen)),
-            }
-        }
-        match acceptor.accept() {
-            Ok(Some(accepted)) => {
-                let sni = accepted.client_hello().server_name().map(str::to_string);
-                return Ok((Hello::Tls { sni }, seen));
-            }
-            Ok(None) => continue,
-            Err((e, _alert)) => return Ok((Hello::Malformed(e.to_string()), seen)),
-        }
-    }
-}
-
-/// Why a hello is not acceptable for a tunnel to `host`, or `None` when it is.
-pub fn check_hello(hello: &Hello, host: &Host) -> Option<(&'static str, String)> {
-    match hello {
-        Hello::Tls { sni: None } => None,
-        Hello::Tls { sni: Some(sni) } => match Host::parse(sni) {
-            Ok(named) if &named == host => None,
-            _ => Some((
-                "sni-mismatch",
-                format!("TLS SNI `{sni}` differs from the CONNECT host {host} (domain fronting?)"),
-            )),
-        },
-        Hello::NotTls => Some((
-            "not-tls",
-            format!("the tunnel to {host} does not carry TLS; keygate tunnels only TLS"),
-        )),
-        Hello::Malformed(why) => Some(("bad-tls", format!("malformed TLS ClientHello: {why}"))),
-        Hello::TooSlow(why) => Some(("bad-tls", why.clone())),
-        Hello::Closed => Some((
-            "client-closed",
-            "the client closed before its TLS ClientHello".into(),
-        )),
-    }
-}
+use crate::proxy::io::idle::Activity;
+use crate::proxy::{ClientInfo, Proxy};
 
 /// Bytes copied per read and write in each direction of a tunnel. tokio's default of
 /// 8 KiB made a 1 MiB download cost keygate 700–950 µs of CPU (256 system calls each
@@ -215,7 +131,7 @@ async fn revoked(proxy: &Proxy, host: &Host, port: u16) -> String {
 /// Completes once shutdown started and its grace period has passed.
 pub(super) async fn grace_expired(proxy: &Proxy) {
     proxy.shutdown.cancelled().await;
-    tokio::time::sleep(super::SHUTDOWN_GRACE).await;
+    tokio::time::sleep(crate::proxy::SHUTDOWN_GRACE).await;
 }
 
 fn finish(proxy: &Proxy, mut event: Event, started: Instant) {

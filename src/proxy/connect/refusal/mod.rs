@@ -23,12 +23,12 @@ use std::time::Instant;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use super::respond::{ProxyError, empty};
-use super::tunnel::Hello;
-use super::{Body, ClientInfo, Proxy};
 use crate::audit::Event;
 use crate::config::Refusals;
 use crate::policy::Host;
+use crate::proxy::connect::hello::Hello;
+use crate::proxy::respond::{ProxyError, empty};
+use crate::proxy::{Body, ClientInfo, Proxy};
 
 /// How many refused hosts' leaves are kept in memory (apart from the intercepted
 /// hosts' cache, so refused names never push those out).

@@ -2,6 +2,16 @@
 //!
 //! The upstream connection is made *before* the 200, so an unreachable or refused
 //! upstream is a 403/502/504 with a reason rather than a tunnel that dies at once.
+//!
+//! After the 200 the connection is a [`tunnel`] (bytes copied, SNI checked) or is
+//! [`intercept`]ed (TLS terminated with a leaf from [`tls`], each request then an
+//! [`exchange`](super::exchange)); a CONNECT refused by policy gets a [`refusal`] page.
+
+pub mod hello;
+pub mod intercept;
+pub mod refusal;
+pub mod tls;
+pub mod tunnel;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,7 +21,7 @@ use hyper::body::Incoming;
 
 use super::respond::{ProxyError, empty};
 use super::upstream::ConnectError;
-use super::{Body, ClientInfo, Generation, Proxy, intercept, refusal, tunnel};
+use super::{Body, ClientInfo, Generation, Proxy};
 use crate::audit::{Event, Kind, Verdict};
 use crate::policy::{Allowed, Host, parse_authority};
 
@@ -33,7 +43,7 @@ pub async fn handle(
     event.port = Some(port);
     let what = format!("CONNECT {host}:{port}");
     let generation = proxy.current();
-    let decided = match super::selftest::is_self(&host) {
+    let decided = match super::exchange::selftest::is_self(&host) {
         true => Ok(Allowed::SelfTest),
         false => generation.policy.decide(&host, port),
     };

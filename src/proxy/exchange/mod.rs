@@ -1,6 +1,15 @@
 //! One request on an intercepted connection: the addon pipeline (host check, tripwire,
 //! least privilege, swap), the upstream over pooled verified TLS, and the response
 //! back through scrub, streamed. WebSocket upgrades are bridged after the 101.
+//!
+//! The other exchanges: absolute-form `http://` requests are [`forward`]ed (plain HTTP,
+//! never a secret), and requests to `keygate.test` are answered by the [`selftest`]
+//! origin on either path. Response bodies pass the addons' chunk filters as
+//! [`filtered::Filtered`].
+
+pub mod filtered;
+pub mod forward;
+pub mod selftest;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,16 +23,16 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use super::forward::upstream_error;
 use super::headers::strip_hop_by_hop;
-use super::idle::Activity;
-use super::metered::{Direction, FlowRecord, Metered};
+use super::io::idle::Activity;
+use super::io::metered::{Direction, FlowRecord, Metered};
 use super::respond::ProxyError;
 use super::{Body, BoxError, ClientInfo, Generation, Proxy};
 use crate::addon::FlowContext;
 use crate::audit::{Event, Kind, Verdict, path_without_query};
 use crate::config::limits::Span;
 use crate::policy::Host;
+use forward::upstream_error;
 
 /// An intercepted connection: who, and the CONNECT host every request must name.
 #[derive(Debug)]
@@ -56,7 +65,7 @@ pub async fn handle(
     event.method = Some(parts.method.to_string());
     event.path = Some(path.clone());
     let what = format!("{} https://{}:{}{path}", parts.method, conn.host, conn.port);
-    if super::selftest::is_self(&conn.host) {
+    if selftest::is_self(&conn.host) {
         return Ok(proxy.self_test(event, &parts, true, started));
     }
     // SECURITY: every request is decided by the current configuration, not the one the
@@ -140,7 +149,7 @@ pub async fn handle(
     let (mut head, body) = response.into_parts();
     let filters = proxy.pipeline.on_response(&flow, &mut head);
     strip_hop_by_hop(&mut head.headers);
-    let body = super::filtered::Filtered::new(body, filters);
+    let body = filtered::Filtered::new(body, filters);
     let body = Metered::new(body, flow_record, Direction::Down)
         .map_err(|e| -> BoxError { Box::new(e) })
         .boxed();

@@ -19,11 +19,11 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_rustls::LazyConfigAcceptor;
 
-use super::super::respond::ProxyError;
-use super::super::{Body, Proxy};
 use crate::audit::path_without_query;
 use crate::config::limits::Limits;
 use crate::policy::Host;
+use crate::proxy::respond::ProxyError;
+use crate::proxy::{Body, BoxError, Proxy};
 
 /// The longest a refusal page's connection lives after its handshake: one request and
 /// its answer need far less.
@@ -189,7 +189,7 @@ impl Drop for Sent {
 
 impl http_body::Body for Sent {
     type Data = bytes::Bytes;
-    type Error = super::super::BoxError;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,

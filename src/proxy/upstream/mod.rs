@@ -4,6 +4,9 @@
 //! The same [`Connector`] serves CONNECT tunnels directly and, as a tower `Service<Uri>`,
 //! hyper-util's pooling client for plain HTTP, so every path to the network passes the
 //! same checks at the moment it connects (a pooled connection was checked when made).
+//! For intercepted connections, [`tls`] adds the verified TLS handshake on top.
+
+pub mod tls;
 
 use std::future::Future;
 use std::io;

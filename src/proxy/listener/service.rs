@@ -10,9 +10,10 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::respond::ProxyError;
-use super::{Body, ClientInfo, Proxy, connect, forward, headers};
 use crate::audit::{Event, Kind, Verdict, path_without_query};
+use crate::proxy::exchange::forward;
+use crate::proxy::respond::ProxyError;
+use crate::proxy::{Body, ClientInfo, Proxy, connect, headers};
 
 /// Routes one request: CONNECT → tunnel/intercept, absolute-form → forward, anything
 /// else → 400 (keygate is a proxy, not an origin server).
@@ -38,7 +39,7 @@ pub async fn handle(
         return Ok(unauthenticated(&proxy, &client, &req));
     }
     let limits = proxy.current().config.limits;
-    if let Err(err) = super::headers::check_head(req.uri(), req.headers(), &limits) {
+    if let Err(err) = headers::check_head(req.uri(), req.headers(), &limits) {
         let mut event = refused_event(&client, &req);
         if let Some(host) = req.uri().host() {
             event.host = Some(host.to_string());

@@ -1,10 +1,13 @@
-//! TLS to upstreams of intercepted connections: TCP through [`Connector`] (policy and
-//! private-address checks included), then a verified handshake with SNI = the host.
-//! As a tower `Service<Uri>` it feeds hyper-util's pooling client, which then reuses
-//! connections per host and speaks h2 when the upstream's ALPN says so.
+//! TLS to upstreams of intercepted connections: the client config (always verified:
+//! rustls' WebPKI verifier with the system's roots plus `upstream.ca`), and the
+//! [`TlsConnector`]: TCP through [`Connector`] (policy and private-address checks
+//! included), then a verified handshake with SNI = the host. As a tower `Service<Uri>`
+//! it feeds hyper-util's pooling client, which then reuses connections per host and
+//! speaks h2 when the upstream's ALPN says so.
 
 use std::future::Future;
 use std::io;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -13,15 +16,92 @@ use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
-use rustls_pki_types::ServerName;
+use rustls::crypto::CryptoProvider;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector as RustlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::read_ahead::ReadAhead;
-use super::upstream::{ConnectError, Connector, target_of};
+use super::{ConnectError, Connector, target_of};
 use crate::config::limits::Span;
 use crate::policy::Host;
+use crate::proxy::io::read_ahead::ReadAhead;
+
+/// The one crypto provider keygate uses (aws-lc-rs), on both sides: the leaves of
+/// intercepted connections ([`crate::proxy::connect::tls`]) use it too.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Errors setting up TLS.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    /// An `upstream.ca` file could not be used.
+    #[error("upstream CA {path}: {what}")]
+    ExtraRoot {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// Neither the system nor `upstream.ca` gives a root certificate to verify against.
+    #[error(
+        "no trusted root certificates: install the system's CA certificates (Debian: ca-certificates) or set upstream.ca"
+    )]
+    NoRoots,
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// Reads every certificate of the `upstream.ca` files.
+pub fn load_extra_roots(paths: &[PathBuf]) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let mut roots = Vec::new();
+    for path in paths {
+        let fail = |what: String| TlsSetupError::ExtraRoot {
+            path: path.clone(),
+            what,
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| fail(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(fail("no PEM certificate in the file".into()));
+        }
+        roots.extend(certs);
+    }
+    Ok(roots)
+}
+
+/// The upstream client config: verified always, with `alpn` offered.
+pub fn client_config(
+    extra_roots: &[CertificateDer<'static>],
+    alpn: &[&[u8]],
+) -> Result<Arc<ClientConfig>, TlsSetupError> {
+    let provider = provider();
+    // The system's trust store plus `upstream.ca`, checked by rustls' WebPKI verifier
+    // (chain, validity dates, the SNI name): the only verifier keygate ever installs.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    roots.add_parsable_certificates(extra_roots.iter().cloned());
+    if roots.is_empty() {
+        return Err(TlsSetupError::NoRoots);
+    }
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| TlsSetupError::Rustls(rustls::Error::General(e.to_string())))?;
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_webpki_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
 
 /// Opens verified TLS connections to upstreams.
 #[derive(Clone)]

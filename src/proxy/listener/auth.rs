@@ -6,8 +6,8 @@ use base64::Engine;
 use http::header::PROXY_AUTHORIZATION;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use super::Body;
-use super::respond::text_response;
+use crate::proxy::Body;
+use crate::proxy::respond::text_response;
 use crate::secrets::SecretValue;
 
 /// The user name keygate's generated proxy credentials use.

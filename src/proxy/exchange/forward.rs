@@ -12,15 +12,15 @@ use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::headers::strip_hop_by_hop;
-use super::metered::{Direction, FlowRecord, Metered};
-use super::respond::ProxyError;
-use super::upstream::ConnectError;
-use super::{Body, BoxError, ClientInfo, Proxy};
 use crate::addon::FlowContext;
 use crate::audit::{Event, Kind, Verdict, path_without_query};
 use crate::config::limits::Span;
 use crate::policy::{Host, parse_authority};
+use crate::proxy::headers::strip_hop_by_hop;
+use crate::proxy::io::metered::{Direction, FlowRecord, Metered};
+use crate::proxy::respond::ProxyError;
+use crate::proxy::upstream::ConnectError;
+use crate::proxy::{Body, BoxError, ClientInfo, Proxy};
 
 /// Forwards one absolute-form request.
 pub async fn handle(

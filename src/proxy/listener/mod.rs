@@ -1,4 +1,8 @@
-//! The accept loop and graceful shutdown.
+//! The listener: the accept loop and graceful shutdown. Each connection is served by
+//! [`service`], which checks [`auth`] and dispatches each request.
+
+pub mod auth;
+pub mod service;
 
 use std::future::Future;
 use std::io;
@@ -16,7 +20,7 @@ use tokio::net::UnixListener;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::headers::PARSER_SLACK;
-use super::{Proxy, SHUTDOWN_GRACE, service};
+use super::{Proxy, SHUTDOWN_GRACE};
 
 /// Pause after an accept error (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);

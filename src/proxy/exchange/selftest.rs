@@ -13,9 +13,9 @@
 use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderValue, Method, Response, StatusCode};
 
-use super::Body;
-use super::respond::{full, text_response};
 use crate::policy::Host;
+use crate::proxy::Body;
+use crate::proxy::respond::{full, text_response};
 
 /// The reserved name keygate answers itself. `.test` is reserved (RFC 6761): it can
 /// never be a real host on the internet.
