@@ -14,6 +14,9 @@
 //!   `?mode=whole` the body in one piece with a Content-Length, `?mode=gzip` the same
 //!   bytes labelled `Content-Encoding: gzip`, `?mode=trailer` the body in one piece and
 //!   the value again in the trailer `x-reflected-trailer`.
+//! * `/mirror`: a hostile echo of the credential received, in the form `?how=` names
+//!   (verbatim, re-encoded, in the reason phrase, a header name, a trailer...): see
+//!   [`mirror`].
 //! * anything else: a JSON description of the request (method, uri, version, headers),
 //!   with every header value and the query also echoed in the `x-echo` header.
 //!
@@ -38,7 +41,7 @@ use tokio_rustls::TlsAcceptor;
 use super::body::{self, TestBody};
 use super::pki::TestPki;
 use super::upstream::{Task, bind, drain, stream_pattern};
-use super::{trace, ws};
+use super::{mirror, trace, ws};
 
 /// What the upstream offers in ALPN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +239,7 @@ async fn route(st: Arc<State>, req: Request<Incoming>) -> Response<TestBody> {
         }
         "/ws" => websocket(req),
         "/reflect" => reflect(&req),
+        "/mirror" => mirror::respond(&req),
         _ => echo(req),
     }
 }

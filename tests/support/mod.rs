@@ -1,9 +1,10 @@
 //! Shared helpers of the integration tests: a test PKI, fake upstreams on 127.0.0.1:0
-//! (plain, TLS, a recording TLS API with h2, and one that dies mid-response), an
-//! in-process proxy launcher with its audit events (and, for interception, its CA and
-//! secrets), clients that speak to the proxy over real sockets (also through intercepted
-//! TLS, HTTP/1.1 or h2, and WebSocket), the trace capture and leak check, and helpers to
-//! run the built `keygate` binary.
+//! (plain, TLS, a recording TLS API with h2 and a hostile echo route, and one that dies
+//! mid-response), an in-process proxy launcher with its audit events (and, for
+//! interception, its CA and secrets), clients that speak to the proxy over real sockets
+//! (also through intercepted TLS, HTTP/1.1 or h2, and WebSocket), the trace capture and
+//! leak checks (the value itself, and every form of it), and helpers to run the built
+//! `keygate` binary.
 //!
 //! Every socket here is on 127.0.0.1. Names the tests use (`api.test.example`,
 //! `api.demo.test`, ...) are reserved (RFC 2606) and always pinned to a local address
@@ -19,6 +20,8 @@ pub mod clients;
 pub mod corporate;
 pub mod intercepted;
 pub mod leak;
+pub mod mirror;
+pub mod mirrored;
 pub mod pki;
 pub mod proxy;
 pub mod secret;

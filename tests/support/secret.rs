@@ -19,6 +19,16 @@ pub fn unique() -> String {
     format!("{:x}{n:x}{:x}", std::process::id(), nanos % (1 << 40))
 }
 
+/// `template` with its one `{unique}` replaced by [`unique`].
+fn fill_unique(template: &str) -> String {
+    assert_eq!(
+        template.matches("{unique}").count(),
+        1,
+        "a test value's template holds `{{unique}}` once"
+    );
+    template.replace("{unique}", &unique())
+}
+
 /// A secret as a test registers it.
 #[derive(Debug, Clone)]
 pub struct TestSecret {
@@ -50,6 +60,20 @@ impl TestSecret {
     /// `query: true`.
     pub fn query(mut self) -> TestSecret {
         self.entry.query = true;
+        self
+    }
+
+    /// A real value of this shape: `template` with `{unique}` replaced by a token no
+    /// other test uses (so a leak check searching shared output finds only this test's
+    /// value). For values with characters that need encoding (`+ = / & %`) or mixed case.
+    pub fn real_value(mut self, template: &str) -> TestSecret {
+        self.real = Some(fill_unique(template));
+        self
+    }
+
+    /// A dummy of this shape: `template` with `{unique}` replaced by a fresh token.
+    pub fn dummy_value(mut self, template: &str) -> TestSecret {
+        self.entry.dummy = fill_unique(template);
         self
     }
 
