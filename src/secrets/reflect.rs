@@ -15,6 +15,10 @@
 //!   value's bytes alone (a blob that holds them holds the value, give or take two bytes
 //!   at each end), when there are at least [`MIN_ENCODED`] of them.
 //!
+//! What keygate itself put on the wire is encoded once more in each of these ways (found
+//! by tests/integration/containment.rs: a JSON-escaped request target, a redirect that
+//! percent-encodes the target again, base64 of it, a JSON-escaped Basic blob).
+//!
 //! A [`Reflections`] compiles the forms of every bound secret (and any exact bytes keygate
 //! itself sent) into one automaton: one pass over a chunk finds any of them. Forms a
 //! value does not need (a plain token is its own percent-encoding) are not repeated.
@@ -59,41 +63,81 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 pub const MIN_ENCODED: usize = 12;
 
 /// Every form of `real` worth searching for, each with the same form of `dummy`: see
-/// the module documentation. The first is the value itself; no needle repeats.
+/// the module documentation. The first is the value itself; no needle repeats. The form
+/// keygate itself puts on the wire (percent-encoded in a query) is encoded once more in
+/// every way, since an upstream echoes what it received: a JSON-escaped request target,
+/// a redirect that percent-encodes it again, a base64 state blob built from it.
 pub fn forms(real: &[u8], dummy: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    type Encode = fn(&[u8]) -> Vec<u8>;
-    let encoders: [Encode; 7] = [
-        |v| percent_encode(v, QUERY).to_string().into_bytes(),
-        |v| percent_encode(v, COMPONENT).to_string().into_bytes(),
-        |v| percent_encode(v, NON_ALPHANUMERIC).to_string().into_bytes(),
-        |v| json_escape(v, |b| (b == b'/').then_some(b"\\/".to_vec())),
-        |v| json_escape(v, standard_json),
-        |v| json_escape(v, |b| b"<>&'".contains(&b).then(|| unicode_escape(b))),
-        |v| {
-            json_escape(v, |b| {
-                (!b.is_ascii_alphanumeric()).then(|| unicode_escape(b))
-            })
-        },
-    ];
-    let mut out: Vec<(Vec<u8>, Vec<u8>)> = vec![(real.to_vec(), dummy.to_vec())];
-    let mut add = |needle: Vec<u8>, with: Vec<u8>| {
-        let fresh = !out.iter().any(|(n, _)| n.eq_ignore_ascii_case(&needle));
-        if fresh && needle.len() >= MIN_ENCODED.min(real.len()) {
-            out.push((needle, with));
-        }
-    };
-    for encode in encoders {
-        add(encode(real), encode(dummy));
+    let mut out = Forms::new(real.len());
+    out.add(real.to_vec(), dummy.to_vec());
+    out.encoded(real, dummy);
+    let (wire, wire_dummy) = (query_encode(real), query_encode(dummy));
+    if wire != real {
+        out.encoded(&wire, &wire_dummy);
     }
-    for engine in [STANDARD, URL_SAFE] {
-        for offset in 0..3 {
-            let needle = base64_middle(&engine, offset, real);
-            if needle.len() >= MIN_ENCODED {
-                add(needle, base64_middle(&engine, offset, dummy));
+    out.0
+}
+
+/// The forms of bytes keygate sent exactly (a re-encoded `Basic` blob) with what the
+/// client sent: the bytes themselves and each of their encodings.
+pub fn sent_forms(sent: &[u8], original: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Forms::new(sent.len());
+    out.add(sent.to_vec(), original.to_vec());
+    out.encoded(sent, original);
+    out.0
+}
+
+fn query_encode(v: &[u8]) -> Vec<u8> {
+    percent_encode(v, QUERY).to_string().into_bytes()
+}
+
+/// A list of `(needle, replacement)` without repeated needles (compared as the
+/// automaton compares: ASCII case-insensitively).
+struct Forms(Vec<(Vec<u8>, Vec<u8>)>, usize);
+
+impl Forms {
+    /// `shortest`: the length of the value; encoded forms shorter than [`MIN_ENCODED`]
+    /// (or than the value itself, when it is shorter) are left out.
+    fn new(shortest: usize) -> Forms {
+        Forms(Vec::new(), MIN_ENCODED.min(shortest))
+    }
+
+    fn add(&mut self, needle: Vec<u8>, with: Vec<u8>) {
+        let fresh = !self.0.iter().any(|(n, _)| n.eq_ignore_ascii_case(&needle));
+        if fresh && !needle.is_empty() && (self.0.is_empty() || needle.len() >= self.1) {
+            self.0.push((needle, with));
+        }
+    }
+
+    /// Each encoding of `value` (percent ×3, JSON ×4, base64 ×6), with the same
+    /// encoding of `with`.
+    fn encoded(&mut self, value: &[u8], with: &[u8]) {
+        type Encode = fn(&[u8]) -> Vec<u8>;
+        let encoders: [Encode; 7] = [
+            query_encode,
+            |v| percent_encode(v, COMPONENT).to_string().into_bytes(),
+            |v| percent_encode(v, NON_ALPHANUMERIC).to_string().into_bytes(),
+            |v| json_escape(v, |b| (b == b'/').then_some(b"\\/".to_vec())),
+            |v| json_escape(v, standard_json),
+            |v| json_escape(v, |b| b"<>&'".contains(&b).then(|| unicode_escape(b))),
+            |v| {
+                json_escape(v, |b| {
+                    (!b.is_ascii_alphanumeric()).then(|| unicode_escape(b))
+                })
+            },
+        ];
+        for encode in encoders {
+            self.add(encode(value), encode(with));
+        }
+        for engine in [STANDARD, URL_SAFE] {
+            for offset in 0..3 {
+                let needle = base64_middle(&engine, offset, value);
+                if needle.len() >= MIN_ENCODED {
+                    self.add(needle, base64_middle(&engine, offset, with));
+                }
             }
         }
     }
-    out
 }
 
 /// JSON's mandatory escapes.
@@ -163,10 +207,13 @@ impl std::fmt::Debug for Reflections {
 
 impl Reflections {
     /// Every form of each `(real, dummy)` ([`forms`]), matched ASCII case-insensitively,
-    /// plus `exact` byte strings (what keygate sent) with their replacements. `None`
-    /// when there is nothing to search for.
+    /// plus `exact` byte strings (what keygate sent) in every encoding ([`sent_forms`])
+    /// with their replacements. `None` when there is nothing to search for.
     pub fn of(pairs: &[(&[u8], &[u8])], exact: &[(Vec<u8>, Vec<u8>)]) -> Option<Reflections> {
-        let mut all: Vec<(Vec<u8>, Vec<u8>)> = exact.to_vec();
+        let mut all: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for (sent, original) in exact {
+            all.extend(sent_forms(sent, original));
+        }
         for (real, dummy) in pairs.iter().filter(|(r, _)| !r.is_empty()) {
             all.extend(forms(real, dummy));
         }

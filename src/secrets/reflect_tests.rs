@@ -121,3 +121,37 @@ fn debug_never_shows_a_needle() {
     let text = format!("{r:?}");
     assert!(!text.contains("real") && !text.contains("sk-"), "{text}");
 }
+
+#[test]
+fn what_keygate_put_on_the_wire_is_found_encoded_once_more() {
+    let r = Reflections::of(&[(REAL, DUMMY)], &[]).unwrap();
+    let wire = percent_encode(REAL, QUERY).to_string();
+    let echoes = [
+        // A JSON-escaped request target (PHP's `json_encode($_SERVER['REQUEST_URI'])`).
+        wire.replace('/', "\\/"),
+        wire.bytes()
+            .map(|b| match b.is_ascii_alphanumeric() {
+                true => char::from(b).to_string(),
+                false => format!("\\u{b:04X}"),
+            })
+            .collect(),
+        // A redirect that percent-encodes the target again.
+        percent_encode(wire.as_bytes(), NON_ALPHANUMERIC).to_string(),
+        // A state blob built from it.
+        STANDARD.encode(format!("next={wire}!")),
+    ];
+    for echo in echoes {
+        assert_ne!(
+            scrub(&r, echo.as_bytes()),
+            echo.as_bytes(),
+            "{}",
+            echo.len()
+        );
+    }
+    // The Basic blob keygate sent, JSON-escaped.
+    let sent = format!("Basic {}", STANDARD.encode([b"x:", REAL].concat())).into_bytes();
+    let original = format!("Basic {}", STANDARD.encode([b"x:", DUMMY].concat())).into_bytes();
+    let r = Reflections::of(&[(REAL, DUMMY)], &[(sent.clone(), original)]).unwrap();
+    let escaped = String::from_utf8(sent).unwrap().replace('/', "\\/");
+    assert_ne!(scrub(&r, escaped.as_bytes()), escaped.as_bytes());
+}

@@ -296,7 +296,6 @@ async fn a_json_escaped_echo_comes_back_as_the_dummy_escaped_alike() {
 /// The request target (or the `key` parameter) echoed inside JSON: PHP's `json_encode`
 /// of `REQUEST_URI` writes the percent-encoded value with `/` as `\/`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "leak: a percent-encoded value JSON-escaped (`\\/`, `\\u0025`) is no form keygate scrubs"]
 async fn a_json_escaped_echo_of_the_encoded_query_value_holds_no_real_value() {
     contain(hostile_secret, &JSON, &[Source::Query], BOTH).await;
 }
@@ -305,7 +304,6 @@ async fn a_json_escaped_echo_of_the_encoded_query_value_holds_no_real_value() {
 /// headers): the Basic blob keygate sent, with its `/` as `\/` or every non-alphanumeric
 /// byte as `\u00xx`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "leak: the Basic blob keygate sent, JSON-escaped, is no form keygate scrubs"]
 async fn a_json_escaped_echo_of_a_basic_credential_holds_no_real_value() {
     contain(hostile_secret, &JSON, &[Source::Basic], BOTH).await;
 }
@@ -317,7 +315,6 @@ async fn a_base64_echo_at_any_alignment_holds_no_real_value() {
 
 /// A cursor or `state` blob that base64-encodes the request's query.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "leak: base64 of the percent-encoded value is no form keygate scrubs"]
 async fn a_base64_echo_of_the_encoded_query_value_holds_no_real_value() {
     contain(hostile_secret, &["base64"], &[Source::Query], BOTH).await;
 }
@@ -325,7 +322,6 @@ async fn a_base64_echo_of_the_encoded_query_value_holds_no_real_value() {
 /// A login wall that sends the client back to where it was going: the request target,
 /// percent-encoded once more, in `Location` (beyond issue 14's list).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "leak: a percent-encoded value percent-encoded again (`%252B`) is no form keygate scrubs"]
 async fn a_redirect_carrying_the_request_target_holds_no_real_value() {
     contain(hostile_secret, &["redirect"], &[Source::Query], BOTH).await;
 }
