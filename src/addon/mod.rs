@@ -8,6 +8,7 @@
 //! real), and on the way back [`scrub`] (real → dummy). Addons are pure functions of their inputs:
 //! no sockets, no keyring; the audit record is written by the proxy from the context.
 
+pub mod body_tripwire;
 pub mod host_check;
 pub mod inspect;
 pub mod phantom;

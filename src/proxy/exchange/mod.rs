@@ -10,6 +10,7 @@
 pub mod filtered;
 pub mod forward;
 pub mod selftest;
+pub mod tripwired;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use super::io::metered::{Direction, FlowRecord, Metered};
 use super::respond::ProxyError;
 use super::{Body, BoxError, ClientInfo, Generation, Proxy};
 use crate::addon::FlowContext;
+use crate::addon::body_tripwire::BodyTripwire;
 use crate::audit::{Event, Kind, Verdict, path_without_query};
 use crate::config::limits::Span;
 use crate::policy::Host;
@@ -114,9 +116,18 @@ pub async fn handle(
         .flatten();
     prepare(&mut parts, &conn.host, conn.port, upgrade.is_some());
     let flow_record = FlowRecord::start(proxy.audit.clone(), event, started);
+    // hyper knows when a request has no body (a GET, Content-Length: 0, h2 END_STREAM).
+    let has_body = !http_body::Body::is_end_stream(&body);
     let body = Metered::new(body, flow_record.clone(), Direction::Up)
         .map_err(|e| -> BoxError { Box::new(e) })
         .boxed();
+    // The tripwire on the body: a dummy of a secret not bound to this host stops it
+    // before any byte of the dummy goes upstream.
+    let tripped: tripwired::Slot = Arc::default();
+    let body = match BodyTripwire::for_flow(&flow).filter(|_| has_body) {
+        Some(watcher) => tripwired::Tripwired::new(body, watcher, tripped.clone()).boxed(),
+        None => body,
+    };
     let request = Request::from_parts(parts, body);
     let client = if upgrade.is_some() {
         &generation.upgrade_client
@@ -124,6 +135,12 @@ pub async fn handle(
         &generation.tls_client
     };
     let sent = tokio::time::timeout(limits.response_timeout, client.request(request)).await;
+    if let Some(tripped) = tripped.lock().ok().and_then(|mut t| t.take()) {
+        // The upstream got the body up to the dummy and then an aborted request; the
+        // client gets the refusal, whatever the upstream answered.
+        flow_record.update(|e| e.secret = Some(tripped.secret.clone()));
+        return Ok(fail(&flow_record, ProxyError::Addon(tripped.refuse), &what));
+    }
     let mut response = match sent {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => return Ok(fail(&flow_record, upstream_error(&e), &what)),
