@@ -7,11 +7,11 @@
 //! bytes that may begin one (only those are held back until the next chunk, at most the
 //! longest dummy minus one byte). A body without such bytes passes without a copy.
 
-use aho_corasick::{AhoCorasick, MatchKind};
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 
 use super::{FlowContext, Refuse};
+use crate::secrets::reflect::Reflections;
 
 /// A dummy found in a body: the refusal, and the secret it belongs to.
 #[derive(Debug, Clone)]
@@ -24,10 +24,10 @@ pub struct Tripped {
 
 /// Watches one request body for the dummies of secrets not bound to its host.
 pub struct BodyTripwire {
-    automaton: AhoCorasick,
-    /// For pattern `i`: the secret's name and the hosts it is bound to.
+    /// The dummies, each "replaced" by its secret's name (what a match reports).
+    dummies: Reflections,
+    /// Each secret's name and the hosts it is bound to.
     secrets: Vec<(String, Vec<String>)>,
-    dummies: Vec<Vec<u8>>,
     carry: BytesMut,
     target: String,
 }
@@ -53,14 +53,11 @@ impl BodyTripwire {
         if foreign.is_empty() {
             return None;
         }
-        let dummies: Vec<Vec<u8>> = foreign
+        let named: Vec<(&[u8], &[u8])> = foreign
             .iter()
-            .map(|b| b.dummy.as_bytes().to_vec())
+            .map(|b| (b.dummy.as_bytes(), b.name.as_bytes()))
             .collect();
-        let automaton = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostFirst)
-            .build(&dummies)
-            .ok()?;
+        let dummies = Reflections::exact(&named)?;
         let secrets = foreign
             .iter()
             .map(|b| {
@@ -71,9 +68,8 @@ impl BodyTripwire {
             })
             .collect();
         Some(BodyTripwire {
-            automaton,
-            secrets,
             dummies,
+            secrets,
             carry: BytesMut::new(),
             target: format!("{host}:{port}"),
         })
@@ -83,10 +79,10 @@ impl BodyTripwire {
     /// of an unbound secret is in the body (nothing of it is returned).
     pub fn push(&mut self, chunk: Bytes) -> Result<Bytes, Tripped> {
         if self.carry.is_empty() {
-            if let Some(found) = self.automaton.find(&chunk[..]) {
-                return Err(self.refuse(found.pattern().as_usize()));
+            if let Some((_, _, name)) = self.dummies.find(&chunk, 0) {
+                return Err(self.refuse(name));
             }
-            let hold = self.partial_tail(&chunk);
+            let hold = self.dummies.partial_tail(&chunk);
             if hold == 0 {
                 return Ok(chunk);
             }
@@ -94,10 +90,10 @@ impl BodyTripwire {
             return Ok(chunk.slice(..chunk.len() - hold));
         }
         self.carry.extend_from_slice(&chunk);
-        if let Some(found) = self.automaton.find(&self.carry[..]) {
-            return Err(self.refuse(found.pattern().as_usize()));
+        if let Some((_, _, name)) = self.dummies.find(&self.carry, 0) {
+            return Err(self.refuse(name));
         }
-        let hold = self.partial_tail(&self.carry);
+        let hold = self.dummies.partial_tail(&self.carry);
         let release = self.carry.len() - hold;
         Ok(self.carry.split_to(release).freeze())
     }
@@ -107,25 +103,14 @@ impl BodyTripwire {
         std::mem::take(&mut self.carry).freeze()
     }
 
-    /// Length of the longest tail of `buf` that is a proper prefix of some dummy.
-    fn partial_tail(&self, buf: &[u8]) -> usize {
-        let Some(&last) = buf.last() else { return 0 };
-        self.dummies
+    fn refuse(&self, name: &[u8]) -> Tripped {
+        let name = String::from_utf8_lossy(name).into_owned();
+        let hosts: Vec<String> = self
+            .secrets
             .iter()
-            .map(|dummy| {
-                let longest = (dummy.len() - 1).min(buf.len());
-                (1..=longest)
-                    .rev()
-                    .filter(|&k| dummy[k - 1] == last)
-                    .find(|&k| buf.ends_with(&dummy[..k]))
-                    .unwrap_or(0)
-            })
-            .max()
-            .unwrap_or(0)
-    }
-
-    fn refuse(&self, pattern: usize) -> Tripped {
-        let (name, hosts) = &self.secrets[pattern];
+            .find(|(n, _)| *n == name)
+            .map(|(_, hosts)| hosts.clone())
+            .unwrap_or_default();
         let refuse = Refuse {
             status: StatusCode::FORBIDDEN,
             code: "tripwire",
@@ -139,7 +124,7 @@ impl BodyTripwire {
         };
         Tripped {
             refuse,
-            secret: name.clone(),
+            secret: name,
         }
     }
 }
