@@ -17,6 +17,8 @@ mod cli;
 mod cli_edges;
 #[path = "integration/clients.rs"]
 mod clients;
+#[path = "integration/compressed.rs"]
+mod compressed;
 #[path = "integration/diagnostics.rs"]
 mod diagnostics;
 #[path = "integration/edges.rs"]
