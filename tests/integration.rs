@@ -19,6 +19,8 @@ mod cli;
 mod cli_edges;
 #[path = "integration/clients.rs"]
 mod clients;
+#[path = "integration/compressed.rs"]
+mod compressed;
 #[path = "integration/containment.rs"]
 mod containment;
 #[path = "integration/diagnostics.rs"]

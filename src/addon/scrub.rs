@@ -9,8 +9,10 @@ use super::scrubber::{Scrubber, scrub_headers};
 use super::{Addon, ChunkFilter, FlowContext};
 
 /// The scrub addon: the reason phrase, header names and values of every response from
-/// a bound host, its body when keygate can read it (not content-encoded), and its
-/// trailers whatever the body's encoding.
+/// a bound host, its body, and its trailers. The proxy decodes a compressed body first
+/// (`proxy::exchange::decode`, which removes `Content-Encoding`) or refuses the
+/// response, so the body is plain here; only a bodiless answer (HEAD, 304) may still
+/// carry a coding label, and then there is no body to search.
 #[derive(Debug, Default)]
 pub struct Scrub;
 
@@ -47,7 +49,7 @@ impl Addon for Scrub {
         let reflections = flow.reflections()?;
         let scrubber = match is_plain_body(&parts.headers) {
             true => Scrubber::with(reflections),
-            // The body itself cannot be searched here; its trailers still are.
+            // Still encoded (a bodiless answer's label): its trailers are searched.
             false => Scrubber::trailers_only(reflections),
         };
         Some(Box::new(scrubber))

@@ -33,6 +33,10 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
 /// refused CONNECT is answered at the CONNECT, so refused names cannot make keygate
 /// mint certificates without bound.
 pub const REFUSAL_PAGES_PER_MINUTE: u32 = 60;
+/// Default most decoded bytes per compressed byte read, in a compressed response from
+/// a bound host (decoded to be scrubbed), on top of a floor of 1 MiB: a decompression
+/// bomb is cut off there. Text compresses 5–20×; a body of zeros up to about 1000×.
+pub const MAX_DECODED_RATIO: u64 = 100;
 
 /// The effective limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +61,9 @@ pub struct Limits {
     pub response_timeout: Duration,
     /// TLS refusal pages per client per minute (default 60); then plain refusals.
     pub refusal_pages_per_minute: u32,
+    /// Decoded bytes per compressed byte of a bound host's response, plus 1 MiB
+    /// (default 100); past it the body is cut off.
+    pub max_decoded_ratio: u64,
 }
 
 impl Default for Limits {
@@ -72,6 +79,7 @@ impl Default for Limits {
             upstream_connect_timeout: UPSTREAM_CONNECT_TIMEOUT,
             response_timeout: RESPONSE_TIMEOUT,
             refusal_pages_per_minute: REFUSAL_PAGES_PER_MINUTE,
+            max_decoded_ratio: MAX_DECODED_RATIO,
         }
     }
 }
@@ -165,6 +173,7 @@ pub struct RawLimits {
     upstream_connect_timeout: Option<Parsed<Span>>,
     response_timeout: Option<Parsed<Span>>,
     refusal_pages_per_minute: Option<Parsed<Count<100_000>>>,
+    max_decoded_ratio: Option<Parsed<Count<100_000>>>,
 }
 
 impl RawLimits {
@@ -208,6 +217,10 @@ impl RawLimits {
                 .map_or(d.refusal_pages_per_minute, |p| {
                     u32::try_from(p.0.0).unwrap_or(d.refusal_pages_per_minute)
                 }),
+            max_decoded_ratio: self
+                .max_decoded_ratio
+                .as_ref()
+                .map_or(d.max_decoded_ratio, |p| p.0.0),
         }
     }
 }

@@ -248,3 +248,11 @@ fn refusals_default_to_tls_and_take_connect() {
     assert_eq!(c.limits.refusal_pages_per_minute, 5);
     assert_eq!(parse("").unwrap().limits.refusal_pages_per_minute, 60);
 }
+
+#[test]
+fn the_decoded_ratio_defaults_to_100_and_takes_a_positive_count() {
+    let c = parse("limits:\n  max_decoded_ratio: 20\n").unwrap();
+    assert_eq!(c.limits.max_decoded_ratio, 20);
+    assert_eq!(parse("").unwrap().limits.max_decoded_ratio, 100);
+    assert!(parse("limits:\n  max_decoded_ratio: 0\n").is_err());
+}

@@ -6,7 +6,8 @@
 //! * [`connect`]: policy, upstream connect, then the 200; after it a
 //!   [`connect::tunnel`], an [`connect::intercept`]ed connection (TLS terminated with a
 //!   leaf from [`connect::tls`]), or, for a refused CONNECT, a [`connect::refusal`] page.
-//! * [`exchange`]: one request on an intercepted connection; [`exchange::forward`] for
+//! * [`exchange`]: one request on an intercepted connection (a bound host's compressed
+//!   response [`exchange::decode`]d so that scrub reads it); [`exchange::forward`] for
 //!   plain HTTP; the [`exchange::selftest`] origin on either path.
 //! * [`upstream`]: every path to the network goes through [`upstream::Connector`];
 //!   [`upstream::tls`] adds the verified handshake.

@@ -53,6 +53,10 @@ pub enum ProxyError {
     /// The upstream did not answer in time (504).
     #[error("upstream-timeout: {0}")]
     Timeout(String),
+    /// A bound host's response body keygate cannot decode, so cannot scrub (502): an
+    /// unknown or empty content coding, or a transfer coding other than chunked.
+    #[error("undecodable-response: {0}")]
+    Undecodable(String),
     /// A refused CONNECT answered at the CONNECT rather than with a TLS refusal page,
     /// because its client spent its pages (`limits.refusal_pages_per_minute`).
     #[error("{refusal}; rate-limited: {why}")]
@@ -89,7 +93,7 @@ impl ProxyError {
             ProxyError::Addon(refuse) => refuse.status,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Upstream(_) | ProxyError::Undecodable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Throttled { refusal, .. } => refusal.status(),
         }
@@ -106,6 +110,7 @@ impl ProxyError {
             ProxyError::Internal(_) => "internal-error",
             ProxyError::Upstream(_) => "upstream-error",
             ProxyError::Timeout(_) => "upstream-timeout",
+            ProxyError::Undecodable(_) => "undecodable-response",
             ProxyError::Throttled { refusal, .. } => refusal.code(),
         }
     }
@@ -133,6 +138,9 @@ impl ProxyError {
             ProxyError::Upstream(_) | ProxyError::Timeout(_) => {
                 "The upstream failed, not the policy: retrying later may work. keygate's log has details.".into()
             }
+            ProxyError::Undecodable(_) => {
+                "keygate scrubs the real value out of every response from a host a secret is bound to, so it refuses a body it cannot read rather than pass it unscrubbed. It asks such hosts for gzip, deflate or br only (Accept-Encoding) and decodes gzip, deflate, br and zstd; this upstream answered with something else.".into()
+            }
             ProxyError::Throttled { refusal, .. } => format!(
                 "{}\n\nThis client was refused too often in the last minute, so keygate answered the CONNECT itself instead of a TLS refusal page (limits.refusal_pages_per_minute). Retrying a refused host does not help.",
                 refusal.advice()
@@ -158,9 +166,10 @@ impl ProxyError {
 
     fn verb(&self) -> &'static str {
         match self {
-            ProxyError::Upstream(_) | ProxyError::Timeout(_) | ProxyError::Internal(_) => {
-                "could not complete"
-            }
+            ProxyError::Upstream(_)
+            | ProxyError::Timeout(_)
+            | ProxyError::Internal(_)
+            | ProxyError::Undecodable(_) => "could not complete",
             _ => "refused",
         }
     }

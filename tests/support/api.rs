@@ -3,7 +3,9 @@
 //! upstream really received (a reflected body reaches the client scrubbed). Routes:
 //!
 //! * `/sse`: `text/event-stream`; event `one` at once, event `two` after
-//!   [`ApiUpstream::release`].
+//!   [`ApiUpstream::release`]; `?coding=gzip` compresses the stream with gzip, flushed
+//!   after each event.
+//! * `/bomb`: [`compress::bomb`] labelled `Content-Encoding: gzip`.
 //! * `/bytes/N`: N pattern bytes ([`body::pattern`]), streamed in 64 KiB frames.
 //! * `/upload`: reads the request body; answers `{"body_len", "body_hash"}`.
 //! * `/ws`: a WebSocket echo (101, then every frame echoed); an offered
@@ -11,9 +13,10 @@
 //! * `/reflect`: the request's `x-reflect` header value echoed in the response header
 //!   `x-reflected` and in the body `before:VALUE:after\n`, the value split across two
 //!   body chunks; `?mode=bytewise` sends each byte of the value as a chunk of its own,
-//!   `?mode=whole` the body in one piece with a Content-Length, `?mode=gzip` the same
-//!   bytes labelled `Content-Encoding: gzip`, `?mode=trailer` the body in one piece and
-//!   the value again in the trailer `x-reflected-trailer`.
+//!   `?mode=whole` the body in one piece with a Content-Length, `?mode=trailer` the body
+//!   in one piece and the value again in the trailer `x-reflected-trailer`; any mode
+//!   [`compress::encode`] knows (`gzip`, `br`, `gzip-br`, `unknown`, ...) the body really
+//!   compressed (or mislabelled) in one piece, with its `Content-Encoding`.
 //! * `/mirror`: a hostile echo of the credential received, in the form `?how=` names
 //!   (verbatim, re-encoded, in the reason phrase, a header name, a trailer...): see
 //!   [`mirror`].
@@ -41,7 +44,7 @@ use tokio_rustls::TlsAcceptor;
 use super::body::{self, TestBody};
 use super::pki::TestPki;
 use super::upstream::{Task, bind, drain, stream_pattern};
-use super::{mirror, trace, ws};
+use super::{compress, mirror, trace, ws};
 
 /// What the upstream offers in ALPN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,7 +234,15 @@ async fn route(st: Arc<State>, req: Request<Incoming>) -> Response<TestBody> {
         return Response::new(stream_pattern(n.parse().expect("/bytes/N")));
     }
     match path.as_str() {
-        "/sse" => sse(st),
+        "/sse" => sse(st, req.uri().query() == Some("coding=gzip")),
+        "/bomb" => {
+            let mut resp = Response::new(body::full(compress::bomb()));
+            resp.headers_mut().insert(
+                http::header::CONTENT_ENCODING,
+                HeaderValue::from_static("gzip"),
+            );
+            resp
+        }
         "/upload" => {
             let (len, hash) = drain(req.into_body()).await;
             let out = json!({ "body_len": len, "body_hash": hash.0 });
@@ -244,18 +255,32 @@ async fn route(st: Arc<State>, req: Request<Incoming>) -> Response<TestBody> {
     }
 }
 
-fn sse(st: Arc<State>) -> Response<TestBody> {
+fn sse(st: Arc<State>, gzip: bool) -> Response<TestBody> {
     let (tx, body) = body::channel();
     tokio::spawn(trace::upstream(async move {
-        let _ = tx.send(Bytes::from_static(b"data: one\n\n")).await;
+        let mut gz = gzip.then(compress::GzipEvents::default);
+        let mut coded = |event: &'static [u8]| match gz.as_mut() {
+            Some(gz) => Bytes::from(gz.event(event)),
+            None => Bytes::from_static(event),
+        };
+        let _ = tx.send(coded(b"data: one\n\n")).await;
         st.release.notified().await;
-        let _ = tx.send(Bytes::from_static(b"data: two\n\n")).await;
+        let _ = tx.send(coded(b"data: two\n\n")).await;
+        if let Some(gz) = gz {
+            let _ = tx.send(Bytes::from(gz.finish())).await;
+        }
     }));
     let mut resp = Response::new(body);
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
+    if gzip {
+        resp.headers_mut().insert(
+            http::header::CONTENT_ENCODING,
+            HeaderValue::from_static("gzip"),
+        );
+    }
     resp
 }
 
@@ -304,7 +329,17 @@ fn reflect(req: &Request<Incoming>) -> Response<TestBody> {
         .unwrap_or_default();
     let mode = req.uri().query().unwrap_or("");
     let whole = [b"before:".as_slice(), &value, b":after\n"].concat();
-    let mut resp = if mode.contains("mode=whole") || mode.contains("mode=gzip") {
+    let coded = mode
+        .strip_prefix("mode=")
+        .and_then(|m| compress::encode(m, &whole));
+    let mut resp = if let Some((bytes, label)) = coded {
+        let mut resp = Response::new(body::full(bytes));
+        resp.headers_mut().insert(
+            http::header::CONTENT_ENCODING,
+            HeaderValue::from_static(label),
+        );
+        resp
+    } else if mode.contains("mode=whole") {
         Response::new(body::full(whole))
     } else if mode.contains("mode=trailer") {
         let mut trailers = http::HeaderMap::new();
@@ -338,12 +373,6 @@ fn reflect(req: &Request<Incoming>) -> Response<TestBody> {
         }));
         Response::new(body)
     };
-    if mode.contains("mode=gzip") {
-        resp.headers_mut().insert(
-            http::header::CONTENT_ENCODING,
-            HeaderValue::from_static("gzip"),
-        );
-    }
     if let Ok(v) = HeaderValue::from_bytes(&value) {
         resp.headers_mut().insert("x-reflected", v);
     }

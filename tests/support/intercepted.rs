@@ -177,4 +177,22 @@ impl Conn {
         .await;
         sent.unwrap_or_else(|_| panic!("no response head within {}s", limit.as_secs()))
     }
+
+    /// Sends `req` and waits (bounded) for the response head, or for the error that
+    /// ends the exchange instead (a stream reset, the connection closed).
+    pub async fn try_send(&mut self, req: Request<TestBody>) -> hyper::Result<Response<Incoming>> {
+        within("a response head or an error", async {
+            match self {
+                Conn::H1(sender) => {
+                    sender.ready().await?;
+                    sender.send_request(req).await
+                }
+                Conn::H2(sender) => {
+                    sender.ready().await?;
+                    sender.send_request(req).await
+                }
+            }
+        })
+        .await
+    }
 }

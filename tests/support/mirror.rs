@@ -27,9 +27,8 @@
 //!   `x-mirror-b64-{std,url}-{0,1,2}` and one per line in the body;
 //! * `trailer`: the body `ok\n`, then V in the trailer `x-mirror-trailer` (declared in
 //!   `Trailer`);
-//! * `gzip-trailer`: as `trailer`, but the body labelled `Content-Encoding: gzip` (the
-//!   body holds no value: keygate does not read an encoded body, but its trailers it
-//!   must still scrub).
+//! * `gzip-trailer`: as `trailer`, but the body gzip-compressed (`Content-Encoding:
+//!   gzip`): keygate decodes it, and its trailers it must still scrub.
 //!
 //! Every body goes out in two chunks cut in its middle (so a form is usually split across
 //! them), and every response carries `x-mirror-how`. An unknown `how` or a missing

@@ -5,8 +5,10 @@
 //! The other exchanges: absolute-form `http://` requests are [`forward`]ed (plain HTTP,
 //! never a secret), and requests to `keygate.test` are answered by the [`selftest`]
 //! origin on either path. Response bodies pass the addons' chunk filters as
-//! [`filtered::Filtered`].
+//! [`filtered::Filtered`]; a bound host's compressed body is [`decode`]d first, so
+//! that scrub reads it.
 
+pub mod decode;
 pub mod filtered;
 pub mod forward;
 pub mod selftest;
@@ -19,7 +21,7 @@ use std::time::Instant;
 
 use http::header::{CONNECTION, HOST, HeaderName, UPGRADE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Either};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -110,6 +112,12 @@ pub async fn handle(
         event.secret = Some(flow.swapped.join(","));
         tracing::debug!(client = %conn.client, "{what}: swapped {}", flow.swapped.join(","));
     }
+    // A host a secret is bound to: its response is scrubbed, so its body must be
+    // readable.
+    let bound = flow.reflections().is_some();
+    if bound {
+        decode::accept::restrict(&mut parts.headers);
+    }
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
     let upgrade = upgrade_request(&parts.headers, parts.version)
         .then_some(client_upgrade)
@@ -164,12 +172,25 @@ pub async fn handle(
         return Ok(Response::from_parts(head, body));
     }
     let (mut head, body) = response.into_parts();
+    let codings = match bound {
+        true => match decode::prepare(&mut head, http_body::Body::is_end_stream(&body)) {
+            Ok(codings) => codings,
+            Err(err) => return Ok(fail(&flow_record, err, &what)),
+        },
+        false => None,
+    };
     let filters = proxy.pipeline.on_response(&flow, &mut head);
     strip_hop_by_hop(&mut head.headers);
+    let body = match codings {
+        Some(codings) => {
+            let chain = decode::chain::Chain::new(&codings, limits.max_decoded_ratio);
+            Either::Left(decode::body::Decoded::new(body, chain, what))
+        }
+        // The fast path: no decoder, no copy.
+        None => Either::Right(body),
+    };
     let body = filtered::Filtered::new(body, filters);
-    let body = Metered::new(body, flow_record, Direction::Down)
-        .map_err(|e| -> BoxError { Box::new(e) })
-        .boxed();
+    let body = Metered::new(body, flow_record, Direction::Down).boxed();
     Ok(Response::from_parts(head, body))
 }
 
