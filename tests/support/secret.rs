@@ -42,6 +42,7 @@ impl TestSecret {
                 methods: None,
                 paths: None,
                 query: false,
+                websocket: false,
             },
             real: Some(format!("sk-real-{name}-{}", unique())),
         }
