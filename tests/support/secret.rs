@@ -54,6 +54,12 @@ impl TestSecret {
         self
     }
 
+    /// `websocket: true`.
+    pub fn websocket(mut self) -> TestSecret {
+        self.entry.websocket = true;
+        self
+    }
+
     /// `methods: [...]`.
     pub fn methods(mut self, methods: &[&str]) -> TestSecret {
         self.entry.methods = Some(methods.iter().map(|m| m.to_string()).collect());
