@@ -77,3 +77,5 @@ mod tunnel;
 mod upstream_failure;
 #[path = "integration/upstream_proxy.rs"]
 mod upstream_proxy;
+#[path = "integration/websocket.rs"]
+mod websocket;

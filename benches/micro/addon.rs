@@ -66,6 +66,7 @@ fn binding(name: &str, host: &str, header: &'static str, real: &str) -> Binding 
         methods: None,
         paths: None,
         query: false,
+        websocket: false,
         real: Some(SecretValue::new(real.into()).expect("value")),
     }
 }

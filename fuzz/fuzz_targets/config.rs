@@ -144,6 +144,7 @@ fn check_recipe(text: &str) {
         methods: recipe.methods.clone(),
         paths: recipe.paths.clone(),
         query: recipe.query,
+        websocket: false,
     };
     let _ = entry.validate();
 }

@@ -244,6 +244,7 @@ fn check_addon(needles: &[(&[u8], &[u8])], chunks: &[&[u8]], body: &[u8]) {
             methods: None,
             paths: None,
             query: false,
+            websocket: false,
             real: Some(value),
         });
     }

@@ -121,6 +121,7 @@ fn secrets() -> &'static Arc<SecretSet> {
                     paths: paths
                         .map(|p| p.iter().map(|p| glob::Pattern::new(p).unwrap()).collect()),
                     query,
+                    websocket: false,
                     real: real.map(|r| SecretValue::new(r.into()).unwrap()),
                 },
             )

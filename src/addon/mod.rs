@@ -5,7 +5,8 @@
 //! they run: [`host_check`] (Host = CONNECT host), [`phantom`] (a session accepts only its
 //! own dummies; a session's dummy is refused anywhere else), [`tripwire`] (a dummy going
 //! where it is not bound), [`privilege`] (per-secret methods/paths), [`swap`] (dummy →
-//! real), and on the way back [`scrub`] (real → dummy). Addons are pure functions of their inputs:
+//! real), and on the way back [`scrub`] (real → dummy). [`websocket`] is the same policy
+//! for the frames of a WebSocket to a bound host. Addons are pure functions of their inputs:
 //! no sockets, no keyring; the audit record is written by the proxy from the context.
 
 pub mod body_tripwire;
@@ -17,6 +18,7 @@ pub mod scrub;
 pub mod scrubber;
 pub mod swap;
 pub mod tripwire;
+pub mod websocket;
 
 use std::sync::Arc;
 

@@ -33,17 +33,24 @@ impl Addon for Phantoms {
         flow: &mut FlowContext,
         req: &mut http::request::Parts,
     ) -> Result<(), Refuse> {
-        match alarm_carried(&flow.secrets, &req.headers, &req.uri) {
-            None => Ok(()),
-            Some(Alarm::Retired(binding)) => {
-                flow.tripped = Some(binding.name.clone());
-                Err(static_dummy(binding))
-            }
-            Some(Alarm::Foreign(shaped_like)) => {
-                flow.tripped = shaped_like.map(|b| b.name.clone());
-                Err(foreign_phantom(flow.secrets.is_session(), shaped_like))
-            }
-        }
+        let Some(alarm) = alarm_carried(&flow.secrets, &req.headers, &req.uri) else {
+            return Ok(());
+        };
+        let (tripped, refuse) = refusal(&flow.secrets, alarm);
+        flow.tripped = tripped;
+        Err(refuse)
+    }
+}
+
+/// The refusal for `alarm` and the secret it names, if any (also what a WebSocket frame
+/// carrying it is closed with).
+pub fn refusal(secrets: &SecretSet, alarm: Alarm<'_>) -> (Option<String>, Refuse) {
+    match alarm {
+        Alarm::Retired(binding) => (Some(binding.name.clone()), static_dummy(binding)),
+        Alarm::Foreign(shaped_like) => (
+            shaped_like.map(|b| b.name.clone()),
+            foreign_phantom(secrets.is_session(), shaped_like),
+        ),
     }
 }
 

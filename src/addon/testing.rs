@@ -23,6 +23,7 @@ pub fn binding(query: bool) -> Binding {
         methods: None,
         paths: None,
         query,
+        websocket: false,
         real: Some(SecretValue::new(REAL.into()).unwrap()),
     }
 }

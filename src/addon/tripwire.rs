@@ -7,6 +7,8 @@ use http::StatusCode;
 
 use super::inspect::dummy_carried;
 use super::{Addon, FlowContext, Refuse};
+use crate::policy::Host;
+use crate::secrets::Binding;
 
 /// The tripwire addon.
 #[derive(Debug, Default)]
@@ -30,20 +32,24 @@ impl Addon for Tripwire {
             return Ok(());
         };
         flow.tripped = Some(binding.name.clone());
-        let bound: Vec<String> = binding.hosts.iter().map(|h| h.to_string()).collect();
-        Err(Refuse {
-            status: StatusCode::FORBIDDEN,
-            code: "tripwire",
-            why: format!(
-                "the dummy credential of secret `{}` was sent to {}:{}, which it is not bound to (bound: {})",
-                binding.name,
-                flow.host,
-                flow.port,
-                bound.join(", ")
-            ),
-            advice: "Send this credential only to the hosts it is bound to. If the secret should also work here, a human can add the host to its `hosts` in secrets.yaml.".into(),
-            alert: true,
-        })
+        Err(refusal(binding, &flow.host, flow.port))
+    }
+}
+
+/// The refusal for the dummy of `binding` sent to `host:port`, which it is not bound
+/// to (also what a WebSocket frame carrying it is closed with).
+pub fn refusal(binding: &Binding, host: &Host, port: u16) -> Refuse {
+    let bound: Vec<String> = binding.hosts.iter().map(|h| h.to_string()).collect();
+    Refuse {
+        status: StatusCode::FORBIDDEN,
+        code: "tripwire",
+        why: format!(
+            "the dummy credential of secret `{}` was sent to {host}:{port}, which it is not bound to (bound: {})",
+            binding.name,
+            bound.join(", ")
+        ),
+        advice: "Send this credential only to the hosts it is bound to. If the secret should also work here, a human can add the host to its `hosts` in secrets.yaml.".into(),
+        alert: true,
     }
 }
 

@@ -14,6 +14,7 @@ fn binding(name: &str, env: EnvVars, dummy: &str) -> Binding {
         methods: None,
         paths: None,
         query: false,
+        websocket: false,
     }
     .validate()
     .unwrap()

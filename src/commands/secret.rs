@@ -75,6 +75,7 @@ fn entry_for(
             methods: None,
             paths: None,
             query: false,
+            websocket: false,
         },
     };
     apply_flags(&mut entry, args)?;

@@ -33,6 +33,8 @@ pub struct Binding {
     pub paths: Option<Vec<glob::Pattern>>,
     /// Also swap in the URL query.
     pub query: bool,
+    /// Also swap in the WebSocket frames the client sends.
+    pub websocket: bool,
     /// The real value; `None` when the keyring has no entry for it.
     pub real: Option<SecretValue>,
 }

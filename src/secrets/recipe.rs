@@ -76,6 +76,7 @@ impl Recipe {
             methods: self.methods.clone(),
             paths: self.paths.clone(),
             query: self.query,
+            websocket: false,
         })
     }
 

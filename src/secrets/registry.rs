@@ -128,6 +128,9 @@ pub struct SecretEntry {
     /// Also swap the dummy in the URL query.
     #[serde(default, skip_serializing_if = "is_false")]
     pub query: bool,
+    /// Also swap the dummy in WebSocket frames the client sends (default false).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub websocket: bool,
 }
 
 /// Checks a secret name: it becomes a keyring account and a file name.
@@ -259,6 +262,7 @@ impl SecretEntry {
             methods,
             paths,
             query: self.query,
+            websocket: self.websocket,
             real: None,
         })
     }

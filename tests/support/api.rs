@@ -8,8 +8,10 @@
 //! * `/bomb`: [`compress::bomb`] labelled `Content-Encoding: gzip`.
 //! * `/bytes/N`: N pattern bytes ([`body::pattern`]), streamed in 64 KiB frames.
 //! * `/upload`: reads the request body; answers `{"body_len", "body_hash"}`.
-//! * `/ws`: a WebSocket echo (101, then every frame echoed); an offered
-//!   `Sec-WebSocket-Protocol` is selected, i.e. echoed in the 101.
+//! * `/ws`: a WebSocket echo (101, then [`ws::echo_server`], which records every frame,
+//!   see [`ApiUpstream::ws_frames`]); an offered `Sec-WebSocket-Protocol` is selected,
+//!   i.e. echoed in the 101, and the value of `x-accept-extension` is put in the 101's
+//!   `Sec-WebSocket-Extensions` (a server that ignores what was offered).
 //! * `/reflect`: the request's `x-reflect` header value echoed in the response header
 //!   `x-reflected` and in the body `before:VALUE:after\n`, the value split across two
 //!   body chunks; `?mode=bytewise` sends each byte of the value as a chunk of its own,
@@ -83,6 +85,7 @@ impl Seen {
 struct State {
     seen: Mutex<Vec<Seen>>,
     release: Notify,
+    ws: ws::Received,
 }
 
 /// A TLS API upstream on 127.0.0.1:0.
@@ -180,6 +183,11 @@ impl ApiUpstream {
         self.alpn.lock().expect("alpn log").clone()
     }
 
+    /// Every WebSocket frame `/ws` received so far, unmasked, in arrival order.
+    pub fn ws_frames(&self) -> Vec<ws::Frame> {
+        self.state.ws.lock().expect("frames").clone()
+    }
+
     /// Lets the next (or a waiting) `/sse` send its second event.
     pub fn release(&self) {
         self.state.release.notify_one();
@@ -248,7 +256,7 @@ async fn route(st: Arc<State>, req: Request<Incoming>) -> Response<TestBody> {
             let out = json!({ "body_len": len, "body_hash": hash.0 });
             Response::new(body::full(out.to_string()))
         }
-        "/ws" => websocket(req),
+        "/ws" => websocket(req, st.ws.clone()),
         "/reflect" => reflect(&req),
         "/mirror" => mirror::respond(&req),
         _ => echo(req),
@@ -284,7 +292,7 @@ fn sse(st: Arc<State>, gzip: bool) -> Response<TestBody> {
     resp
 }
 
-fn websocket(mut req: Request<Incoming>) -> Response<TestBody> {
+fn websocket(mut req: Request<Incoming>, received: ws::Received) -> Response<TestBody> {
     let key = req
         .headers()
         .get("sec-websocket-key")
@@ -302,7 +310,7 @@ fn websocket(mut req: Request<Incoming>) -> Response<TestBody> {
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(trace::upstream(async move {
         if let Ok(upgraded) = upgrade.await {
-            ws::echo_server(TokioIo::new(upgraded)).await;
+            ws::echo_server(TokioIo::new(upgraded), received).await;
         }
     }));
     let mut resp = Response::builder()
@@ -317,6 +325,11 @@ fn websocket(mut req: Request<Incoming>) -> Response<TestBody> {
     if let Some(offer) = req.headers().get("sec-websocket-protocol") {
         resp.headers_mut()
             .insert("sec-websocket-protocol", offer.clone());
+    }
+    // A server that accepts an extension whether offered or not (a broken one).
+    if let Some(accepted) = req.headers().get("x-accept-extension") {
+        resp.headers_mut()
+            .insert("sec-websocket-extensions", accepted.clone());
     }
     resp
 }

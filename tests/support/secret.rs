@@ -52,6 +52,7 @@ impl TestSecret {
                 methods: None,
                 paths: None,
                 query: false,
+                websocket: false,
             },
             real: Some(format!("sk-real-{name}-{}", unique())),
         }
@@ -74,6 +75,12 @@ impl TestSecret {
     /// A dummy of this shape: `template` with `{unique}` replaced by a fresh token.
     pub fn dummy_value(mut self, template: &str) -> TestSecret {
         self.entry.dummy = fill_unique(template);
+        self
+    }
+
+    /// `websocket: true`.
+    pub fn websocket(mut self) -> TestSecret {
+        self.entry.websocket = true;
         self
     }
 

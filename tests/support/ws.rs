@@ -1,7 +1,9 @@
 //! A minimal WebSocket (RFC 6455) over any byte stream: the handshake key, one frame
-//! written (masked by clients, as the RFC requires) and one frame read. Enough to check
-//! that an upgraded connection carries frames both ways; no extensions, no
-//! fragmentation.
+//! written (masked by clients, as the RFC requires, final or a fragment) and one frame
+//! read. Enough to check that an upgraded connection carries frames both ways, and what
+//! keygate does to them; no extensions.
+
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -11,10 +13,18 @@ const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// Largest payload [`read_frame`] accepts.
 const MAX_PAYLOAD: u64 = 1 << 20;
 
+/// Opcode of a continuation frame (the second and later fragments of a message).
+pub const CONTINUATION: u8 = 0x0;
 /// Opcode of a text frame.
 pub const TEXT: u8 = 0x1;
+/// Opcode of a binary frame.
+pub const BINARY: u8 = 0x2;
 /// Opcode of a close frame.
 pub const CLOSE: u8 = 0x8;
+/// Opcode of a ping frame.
+pub const PING: u8 = 0x9;
+/// Opcode of a pong frame.
+pub const PONG: u8 = 0xA;
 
 /// SHA-1 (FIPS 180-4), only for the handshake's accept key.
 fn sha1(data: &[u8]) -> [u8; 20] {
@@ -78,7 +88,19 @@ pub async fn write_frame(
     payload: &[u8],
     mask: Option<[u8; 4]>,
 ) -> std::io::Result<()> {
-    let mut frame = vec![0x80 | opcode];
+    write_fragment(io, opcode, true, payload, mask).await
+}
+
+/// Writes one frame, final (`fin`) or not: a message's first fragment has its opcode,
+/// the others [`CONTINUATION`].
+pub async fn write_fragment(
+    io: &mut (impl AsyncWrite + Unpin),
+    opcode: u8,
+    fin: bool,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) -> std::io::Result<()> {
+    let mut frame = vec![if fin { 0x80 } else { 0 } | opcode];
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     match payload.len() {
         n if n < 126 => frame.push(mask_bit | n as u8),
@@ -102,13 +124,17 @@ pub async fn write_frame(
     io.flush().await
 }
 
-/// One frame as read: opcode, whether it was masked, and the unmasked payload.
-#[derive(Debug)]
+/// One frame as read: opcode, FIN, its masking key, and the unmasked payload.
+#[derive(Debug, Clone)]
 pub struct Frame {
     /// The opcode (1 text, 2 binary, 8 close, ...).
     pub opcode: u8,
+    /// Whether it ends its message.
+    pub fin: bool,
     /// Whether the sender masked it (clients must, servers must not).
     pub masked: bool,
+    /// The masking key, when masked.
+    pub key: Option<[u8; 4]>,
     /// The payload, unmasked.
     pub payload: Vec<u8>,
 }
@@ -139,24 +165,103 @@ pub async fn read_frame(io: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Fr
     }
     Ok(Frame {
         opcode: head[0] & 0x0f,
+        fin: head[0] & 0x80 != 0,
         masked,
+        key: masked.then_some(key),
         payload,
     })
 }
 
-/// Echoes frames back (unmasked) until a close frame or the end of the stream; a close
-/// is answered with a close.
-pub async fn echo_server(mut io: impl AsyncRead + AsyncWrite + Unpin) {
+/// Reads frames up to the end of the next data message (or a close frame); returns them
+/// all, control frames in between included.
+pub async fn read_message(io: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Vec<Frame>> {
+    let mut frames = Vec::new();
+    loop {
+        let frame = read_frame(io).await?;
+        let done = frame.opcode == CLOSE || (frame.fin && frame.opcode < CLOSE);
+        frames.push(frame);
+        if done {
+            return Ok(frames);
+        }
+    }
+}
+
+/// The payload of the data message in `frames` (control frames left out).
+pub fn payload(frames: &[Frame]) -> Vec<u8> {
+    frames
+        .iter()
+        .filter(|f| f.opcode < CLOSE)
+        .flat_map(|f| f.payload.clone())
+        .collect()
+}
+
+/// Every frame an [`echo_server`] received.
+pub type Received = Arc<Mutex<Vec<Frame>>>;
+
+/// Echoes each message back (unmasked, as one frame) until a close frame or the end of
+/// the stream, and records every frame in `received`. A close is answered with a close,
+/// a ping with a pong. A text message that starts with a command is answered by it:
+///
+/// * `fragment:…`: the whole message echoed in fragments of [`FRAGMENT`] bytes;
+/// * `close:REASON`: a close frame, code 1000 and REASON, and the end;
+/// * `ping:PAYLOAD`: a ping frame with PAYLOAD.
+pub async fn echo_server(mut io: impl AsyncRead + AsyncWrite + Unpin, received: Received) {
+    let mut message: Vec<u8> = Vec::new();
+    let mut opcode = TEXT;
     while let Ok(frame) = read_frame(&mut io).await {
-        if write_frame(&mut io, frame.opcode, &frame.payload, None)
-            .await
-            .is_err()
-            || frame.opcode == CLOSE
-        {
+        received.lock().expect("frames").push(frame.clone());
+        let answered = match frame.opcode {
+            CLOSE => {
+                let _ = write_frame(&mut io, CLOSE, &frame.payload, None).await;
+                break;
+            }
+            PING => write_frame(&mut io, PONG, &frame.payload, None).await,
+            PONG => Ok(()),
+            op => {
+                if op != CONTINUATION {
+                    (opcode, message) = (op, Vec::new());
+                }
+                message.extend_from_slice(&frame.payload);
+                if !frame.fin {
+                    continue;
+                }
+                let whole = std::mem::take(&mut message);
+                if let Some(reason) = whole.strip_prefix(b"close:") {
+                    let close = [&1000u16.to_be_bytes()[..], reason].concat();
+                    let _ = write_frame(&mut io, CLOSE, &close, None).await;
+                    break;
+                }
+                answer(&mut io, opcode, &whole).await
+            }
+        };
+        if answered.is_err() {
             break;
         }
     }
     let _ = io.shutdown().await;
+}
+
+/// The size of the fragments a `fragment:` message is echoed in.
+pub const FRAGMENT: usize = 4;
+
+/// The echo of one whole data message (see [`echo_server`]).
+async fn answer(
+    io: &mut (impl AsyncWrite + Unpin),
+    opcode: u8,
+    whole: &[u8],
+) -> std::io::Result<()> {
+    if let Some(payload) = whole.strip_prefix(b"ping:") {
+        return write_frame(io, PING, payload, None).await;
+    }
+    if !whole.starts_with(b"fragment:") {
+        return write_frame(io, opcode, whole, None).await;
+    }
+    let pieces: Vec<&[u8]> = whole.chunks(FRAGMENT).collect();
+    for (i, piece) in pieces.iter().enumerate() {
+        let op = if i == 0 { opcode } else { CONTINUATION };
+        write_fragment(io, op, i + 1 == pieces.len(), piece, None).await?;
+    }
+    Ok(())
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! One request on an intercepted connection: the addon pipeline (host check, tripwire,
 //! least privilege, swap), the upstream over pooled verified TLS, and the response
-//! back through scrub, streamed. WebSocket upgrades are bridged after the 101.
+//! back through scrub, streamed. WebSocket upgrades are bridged after the 101
+//! ([`websocket`]).
 //!
 //! The other exchanges: absolute-form `http://` requests are [`forward`]ed (plain HTTP,
 //! never a secret), and requests to `keygate.test` are answered by the [`selftest`]
@@ -13,6 +14,7 @@ pub mod filtered;
 pub mod forward;
 pub mod selftest;
 pub mod tripwired;
+pub mod websocket;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -33,6 +35,7 @@ use super::respond::ProxyError;
 use super::{Body, BoxError, ClientInfo, Generation, Proxy};
 use crate::addon::FlowContext;
 use crate::addon::body_tripwire::BodyTripwire;
+use crate::addon::websocket::FramePolicy;
 use crate::audit::{Event, Kind, Verdict, path_without_query};
 use crate::config::limits::Span;
 use crate::policy::Host;
@@ -123,6 +126,11 @@ pub async fn handle(
         .then_some(client_upgrade)
         .flatten();
     prepare(&mut parts, &conn.host, conn.port, upgrade.is_some());
+    // Frames to a host a secret is bound to are read, so they must stay readable.
+    let frames = upgrade.as_ref().and_then(|_| FramePolicy::for_flow(&flow));
+    if frames.is_some() {
+        websocket::offer_no_extensions(&mut parts.headers);
+    }
     let flow_record = FlowRecord::start(proxy.audit.clone(), event, started);
     // hyper knows when a request has no body (a GET, Content-Length: 0, h2 END_STREAM).
     let has_body = !http_body::Body::is_end_stream(&body);
@@ -164,7 +172,7 @@ pub async fn handle(
     if response.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client_side) = upgrade
     {
-        let reply = bridge(proxy, client_side, &mut response, flow_record);
+        let reply = bridge(proxy, client_side, &mut response, flow_record, frames, what);
         let (mut head, body) = reply.into_parts();
         // SECURITY: the 101 echoes request values (Sec-WebSocket-Protocol may carry the
         // key); it passes scrub like any response head.
@@ -285,13 +293,23 @@ fn fail(flow: &FlowRecord, err: ProxyError, what: &str) -> Response<Body> {
     err.to_response(what)
 }
 
-/// Answers 101 to the client and copies bytes between the two upgraded connections.
+/// Answers 101 to the client and relays the WebSocket between the two upgraded
+/// connections: its frames through `frames` for a host a secret is bound to (a 101
+/// keygate could not read is answered 502 instead), else as bytes.
 fn bridge(
     proxy: &Proxy,
     client_side: OnUpgrade,
     response: &mut Response<Incoming>,
     flow: Arc<FlowRecord>,
+    frames: Option<FramePolicy>,
+    what: String,
 ) -> Response<Body> {
+    if let Some(err) = frames
+        .as_ref()
+        .and_then(|_| websocket::unreadable(response.headers()))
+    {
+        return fail(&flow, err, &what);
+    }
     let upstream_side = hyper::upgrade::on(&mut *response);
     let idle_timeout = proxy.current().config.limits.idle_timeout;
     let shutdown = proxy.shutdown.clone();
@@ -308,25 +326,21 @@ fn bridge(
             }
         };
         let activity = Activity::new();
-        let (mut a, mut b) = (activity.watch(TokioIo::new(client_io)), activity.watch(TokioIo::new(upstream_io)));
+        let (a, b) = (activity.watch(TokioIo::new(client_io)), activity.watch(TokioIo::new(upstream_io)));
         let (sent_up, sent_down) = (b.written(), a.written());
-        let ended = tokio::select! {
-            result = tokio::io::copy_bidirectional(&mut a, &mut b) => result.err().map(|e| format!("ended: {e}")),
-            () = grace => Some("closed by shutdown".to_string()),
-            () = activity.expired(idle_timeout) => Some("closed: idle (limits.idle_timeout)".to_string()),
+        let relayed = tokio::select! {
+            relayed = websocket::relay(a, b, frames) => relayed,
+            () = grace => websocket::Relayed::cut("closed by shutdown"),
+            () = activity.expired(idle_timeout) => websocket::Relayed::cut("closed: idle (limits.idle_timeout)"),
         };
-        // Counted as they go: an idle close or a shutdown drops the copy mid-way.
+        // Counted as they go: an idle close or a shutdown drops the relay mid-way.
         let moved = format!(
             "{} up, {} down",
             crate::text::count(sent_up.load(Ordering::Relaxed), "byte", "bytes"),
             crate::text::count(sent_down.load(Ordering::Relaxed), "byte", "bytes")
         );
-        flow.update(|e| {
-            e.reason = Some(match ended {
-                None => format!("websocket: {moved}"),
-                Some(why) => format!("websocket {why}; {moved}"),
-            });
-        });
+        relayed.log(&what);
+        flow.update(|e| relayed.record(e, &moved));
         drop(flow);
     });
     let mut reply = Response::new(super::respond::empty());

@@ -145,6 +145,7 @@ fn set(dummies: &[(&str, &str)]) -> crate::secrets::SecretSet {
             methods: None,
             paths: None,
             query: false,
+            websocket: false,
             real: None,
         })
         .collect();

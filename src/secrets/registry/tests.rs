@@ -11,6 +11,7 @@ fn entry(name: &str, dummy: &str) -> SecretEntry {
         methods: None,
         paths: None,
         query: false,
+        websocket: false,
     }
 }
 
@@ -42,6 +43,20 @@ fn spec_example_parses_and_round_trips() {
     assert!(!b.permits(&Method::POST, "/v2/messages"));
     let again = Registry::parse(&registry.to_yaml(), path).unwrap();
     assert_eq!(again, registry);
+    assert!(!b.websocket, "WebSocket frames are swapped only on request");
+}
+
+#[test]
+fn websocket_opts_in_to_the_frame_swap_and_round_trips() {
+    let text = "- name: ws\n  hosts: [api.example.com]\n  dummy: keygate-dummy-ws-0123456789\n  websocket: true\n";
+    let path = Path::new("/h/secrets.yaml");
+    let registry = Registry::parse(text, path).unwrap();
+    assert!(registry.bindings().unwrap()[0].websocket);
+    assert!(registry.to_yaml().contains("websocket: true"));
+    assert_eq!(
+        Registry::parse(&registry.to_yaml(), path).unwrap(),
+        registry
+    );
 }
 
 #[test]
