@@ -50,6 +50,7 @@ struct Listed<'a> {
     methods: Option<&'a [String]>,
     paths: Option<&'a [String]>,
     query: bool,
+    websocket: bool,
     stored: Option<bool>,
 }
 
@@ -163,6 +164,7 @@ fn print_json(entries: &[SecretEntry], stored: &[Option<bool>]) {
             methods: e.methods.as_deref(),
             paths: e.paths.as_deref(),
             query: e.query,
+            websocket: e.websocket,
             stored,
         })
         .collect();
