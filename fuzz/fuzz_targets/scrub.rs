@@ -267,9 +267,15 @@ fn check_addon(needles: &[(&[u8], &[u8])], chunks: &[&[u8]], body: &[u8]) {
     let mut head = builder.body(()).unwrap().into_parts().0;
     let filters = Pipeline::default().on_response(&flow, &mut head);
     assert_eq!(filters.len(), 1, "one body filter (scrub) for a plain body");
-    assert_eq!(head.headers.contains_key("content-length"), same_length);
+    // A header whose *name* holds a form is dropped (a one-letter value can sit in
+    // `content-length` itself; found by this target).
+    let kept = |name: &str| !reflections.is_in(name.as_bytes());
+    assert_eq!(
+        head.headers.contains_key("content-length"),
+        same_length && kept("content-length")
+    );
     let want = one_shot(&reflections, body);
-    if echo.is_some() && HeaderValue::from_bytes(&want).is_ok() {
+    if echo.is_some() && kept("x-echo") && HeaderValue::from_bytes(&want).is_ok() {
         assert_eq!(head.headers["x-echo"].as_bytes(), &want[..], "header scrub");
     }
     let mut filter = filters.into_iter().next().unwrap();
