@@ -7,6 +7,8 @@
 //! bytes that may begin one (only those are held back until the next chunk, at most the
 //! longest dummy minus one byte). A body without such bytes passes without a copy.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 
@@ -24,9 +26,12 @@ pub struct Tripped {
 
 /// Watches one request body for the dummies of secrets not bound to its host.
 pub struct BodyTripwire {
-    /// The dummies, each "replaced" by its secret's name (what a match reports).
-    dummies: Reflections,
-    /// Each secret's name and the hosts it is bound to.
+    /// Every registered dummy, each "replaced" by its secret's name (what a match
+    /// reports): the set's searcher, compiled once per configuration.
+    dummies: Arc<Reflections>,
+    /// The secrets bound to this host (their dummies are no exfiltration here).
+    bound: Vec<String>,
+    /// Each other secret's name and the hosts it is bound to.
     secrets: Vec<(String, Vec<String>)>,
     carry: BytesMut,
     target: String,
@@ -45,19 +50,14 @@ impl BodyTripwire {
     /// secret is bound to its host (nothing could trip).
     pub fn for_flow(flow: &FlowContext) -> Option<BodyTripwire> {
         let (host, port) = (&flow.host, flow.port);
-        let foreign: Vec<_> = flow
+        let (bound, foreign): (Vec<_>, Vec<_>) = flow
             .secrets
             .iter()
-            .filter(|b| !b.dummy.is_empty() && !b.is_bound_to(host, port))
-            .collect();
+            .filter(|b| !b.dummy.is_empty())
+            .partition(|b| b.is_bound_to(host, port));
         if foreign.is_empty() {
             return None;
         }
-        let named: Vec<(&[u8], &[u8])> = foreign
-            .iter()
-            .map(|b| (b.dummy.as_bytes(), b.name.as_bytes()))
-            .collect();
-        let dummies = Reflections::exact(&named)?;
         let secrets = foreign
             .iter()
             .map(|b| {
@@ -68,19 +68,32 @@ impl BodyTripwire {
             })
             .collect();
         Some(BodyTripwire {
-            dummies,
+            dummies: flow.secrets.dummy_names()?,
+            bound: bound.iter().map(|b| b.name.clone()).collect(),
             secrets,
             carry: BytesMut::new(),
             target: format!("{host}:{port}"),
         })
     }
 
+    /// The first dummy in `buf` of a secret not bound to this host: its secret's name.
+    fn foreign_in(&self, buf: &[u8]) -> Option<Vec<u8>> {
+        let mut at = 0;
+        while let Some((_, end, name)) = self.dummies.find(buf, at) {
+            if !self.bound.iter().any(|b| b.as_bytes() == &name[..]) {
+                return Some(name.to_vec());
+            }
+            at = end;
+        }
+        None
+    }
+
     /// Takes one chunk; returns what may go upstream now, or the refusal when a dummy
     /// of an unbound secret is in the body (nothing of it is returned).
     pub fn push(&mut self, chunk: Bytes) -> Result<Bytes, Tripped> {
         if self.carry.is_empty() {
-            if let Some((_, _, name)) = self.dummies.find(&chunk, 0) {
-                return Err(self.refuse(name));
+            if let Some(name) = self.foreign_in(&chunk) {
+                return Err(self.refuse(&name));
             }
             let hold = self.dummies.partial_tail(&chunk);
             if hold == 0 {
@@ -90,8 +103,8 @@ impl BodyTripwire {
             return Ok(chunk.slice(..chunk.len() - hold));
         }
         self.carry.extend_from_slice(&chunk);
-        if let Some((_, _, name)) = self.dummies.find(&self.carry, 0) {
-            return Err(self.refuse(name));
+        if let Some(name) = self.foreign_in(&self.carry) {
+            return Err(self.refuse(&name));
         }
         let hold = self.dummies.partial_tail(&self.carry);
         let release = self.carry.len() - hold;

@@ -118,6 +118,9 @@ pub struct SecretSet {
     /// Every form of `bindings[i]`'s real value, compiled once per set (the scrubber's
     /// searcher for a host bound to that one secret); `None` without a value.
     pub(super) reflections: Vec<Option<Arc<Reflections>>>,
+    /// Every dummy, each "replaced" by its secret's name, compiled once per set: the
+    /// body tripwire's searcher.
+    pub(super) dummy_names: Option<Arc<Reflections>>,
 }
 
 /// The searcher behind [`SecretSet::alarm_in`].
@@ -208,8 +211,15 @@ impl SecretSet {
                 Reflections::of(&[pair], &[]).map(Arc::new)
             })
             .collect();
+        let named: Vec<(&[u8], &[u8])> = bindings
+            .iter()
+            .filter(|b| !b.dummy.is_empty())
+            .map(|b| (b.dummy.as_bytes(), b.name.as_bytes()))
+            .collect();
+        let dummy_names = Reflections::exact(&named).map(Arc::new);
         SecretSet {
             reflections,
+            dummy_names,
             bindings: bindings.into_iter().map(Arc::new).collect(),
             dummies,
             session,

@@ -312,6 +312,12 @@ impl Reflections {
 }
 
 impl SecretSet {
+    /// Every dummy of the set, each reporting its secret's name when found (what the
+    /// body tripwire searches with); `None` for an empty set.
+    pub fn dummy_names(&self) -> Option<Arc<Reflections>> {
+        self.dummy_names.clone()
+    }
+
     /// The reflections of the secrets bound to `host:port` that have a value, plus the
     /// `exact` bytes of one request: the set's compiled searcher when one secret is
     /// bound and there is nothing exact (the common case), else compiled now. `None`
