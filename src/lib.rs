@@ -35,6 +35,7 @@ pub mod agent;
 pub mod audit;
 pub mod ca;
 pub mod config;
+pub mod credentials;
 pub mod home;
 pub mod jail;
 pub mod policy;

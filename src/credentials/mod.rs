@@ -1,0 +1,8 @@
+//! Credentials that are not a static string (issue 15): signatures over the request
+//! (AWS SigV4) and short-lived tokens keygate mints itself (OAuth2, Google service
+//! accounts, GitHub App installations). The agent holds phantoms; the real key material
+//! and every minted token stay in keygate's memory.
+//!
+//! Pure pieces (signing, verifying, JWTs, the token cache) live here; the proxy supplies
+//! the network (a [`mint`] transport over its verified upstream client). Nothing here
+//! imports `proxy`.
