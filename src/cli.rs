@@ -149,6 +149,17 @@ pub struct SecretListArgs {
     pub json: bool,
 }
 
+/// Request bodies a secret's dummy is swapped in (`secret add --body`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BodyArg {
+    /// JSON bodies (the value JSON-escaped)
+    Json,
+    /// Form bodies, urlencoded (the value form-encoded) or multipart
+    Form,
+    /// Any body, the value as is
+    Text,
+}
+
 /// `keygate secret add`: NAME alone uses the recipe addons/NAME.yaml for the rest.
 #[derive(Debug, Args)]
 pub struct SecretAddArgs {
@@ -173,6 +184,15 @@ pub struct SecretAddArgs {
     /// Environment variable that `keygate env`/`run` set to the dummy
     #[arg(long)]
     pub env: Option<String>,
+    /// Also swap the dummy in the URL query (`?key=DUMMY`)
+    #[arg(long)]
+    pub query: bool,
+    /// Also swap the dummy in the WebSocket frames the client sends
+    #[arg(long)]
+    pub websocket: bool,
+    /// Also swap the dummy in request bodies of this kind
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub body: Option<BodyArg>,
     /// Read the value from standard input
     #[arg(long, conflicts_with = "from_env")]
     pub stdin: bool,

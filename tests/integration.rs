@@ -11,6 +11,8 @@ mod support;
 mod agent;
 #[path = "integration/auth.rs"]
 mod auth;
+#[path = "integration/body_swap.rs"]
+mod body_swap;
 #[path = "integration/body_tripwire.rs"]
 mod body_tripwire;
 #[path = "integration/cli.rs"]

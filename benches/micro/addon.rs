@@ -67,6 +67,7 @@ fn binding(name: &str, host: &str, header: &'static str, real: &str) -> Binding 
         paths: None,
         query: false,
         websocket: false,
+        body: None,
         real: Some(SecretValue::new(real.into()).expect("value")),
     }
 }

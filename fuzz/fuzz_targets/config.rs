@@ -145,6 +145,7 @@ fn check_recipe(text: &str) {
         paths: recipe.paths.clone(),
         query: recipe.query,
         websocket: false,
+        body: None,
     };
     let _ = entry.validate();
 }

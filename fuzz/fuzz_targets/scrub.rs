@@ -245,6 +245,7 @@ fn check_addon(needles: &[(&[u8], &[u8])], chunks: &[&[u8]], body: &[u8]) {
             paths: None,
             query: false,
             websocket: false,
+            body: None,
             real: Some(value),
         });
     }

@@ -122,6 +122,7 @@ fn secrets() -> &'static Arc<SecretSet> {
                         .map(|p| p.iter().map(|p| glob::Pattern::new(p).unwrap()).collect()),
                     query,
                     websocket: false,
+                    body: None,
                     real: real.map(|r| SecretValue::new(r.into()).unwrap()),
                 },
             )

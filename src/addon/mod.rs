@@ -9,6 +9,7 @@
 //! for the frames of a WebSocket to a bound host. Addons are pure functions of their inputs:
 //! no sockets, no keyring; the audit record is written by the proxy from the context.
 
+pub mod body_swap;
 pub mod body_tripwire;
 pub mod host_check;
 pub mod inspect;

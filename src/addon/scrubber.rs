@@ -23,6 +23,8 @@ pub struct Scrubber {
     /// False for a body keygate cannot read (still encoded): data passes unchanged,
     /// only trailers are scrubbed.
     body: bool,
+    /// How many forms it has replaced so far.
+    replaced: usize,
 }
 
 impl std::fmt::Debug for Scrubber {
@@ -46,6 +48,7 @@ impl Scrubber {
             reflections,
             carry: BytesMut::new(),
             body: true,
+            replaced: 0,
         }
     }
 
@@ -92,7 +95,7 @@ impl Scrubber {
     /// form cut off by the chunk boundary is held, and so is any match inside it: the
     /// cut-off form starts earlier and wins over it once complete (found by fuzz/scrub:
     /// a shorter value inside a longer one must not split the longer one).
-    fn replace(&self, buf: &[u8], at_end: bool, out: &mut BytesMut) -> usize {
+    fn replace(&mut self, buf: &[u8], at_end: bool, out: &mut BytesMut) -> usize {
         let hold_from = |from: usize| {
             if at_end {
                 buf.len()
@@ -109,6 +112,7 @@ impl Scrubber {
         {
             out.extend_from_slice(&buf[cursor..start]);
             out.extend_from_slice(with);
+            self.replaced += 1;
             cursor = end;
             if cursor > hold {
                 hold = hold_from(cursor);
@@ -123,6 +127,11 @@ impl Scrubber {
         let mut out = BytesMut::from(&self.push(whole)[..]);
         out.extend_from_slice(&self.finish());
         out.freeze()
+    }
+
+    /// How many forms it has replaced so far.
+    pub fn replaced(&self) -> usize {
+        self.replaced
     }
 
     /// True when `bytes` holds a form.

@@ -24,6 +24,7 @@ pub fn binding(query: bool) -> Binding {
         paths: None,
         query,
         websocket: false,
+        body: None,
         real: Some(SecretValue::new(REAL.into()).unwrap()),
     }
 }

@@ -15,6 +15,7 @@ fn binding(name: &str, env: EnvVars, dummy: &str) -> Binding {
         paths: None,
         query: false,
         websocket: false,
+        body: None,
     }
     .validate()
     .unwrap()

@@ -6,10 +6,10 @@ use anyhow::{Context, anyhow};
 use keygate::home::Home;
 use keygate::secrets::keyring::KeyringStore;
 use keygate::secrets::registry::{EnvVars, validate_name};
-use keygate::secrets::{SecretEntry, SecretStore, SecretValue, dummy, recipe};
+use keygate::secrets::{BodyMode, SecretEntry, SecretStore, SecretValue, dummy, recipe};
 
 use super::{Failure, load_registry, open_store, save_registry};
-use crate::cli::{SecretAddArgs, SecretCommand};
+use crate::cli::{BodyArg, SecretAddArgs, SecretCommand};
 
 pub fn run(home: &Home, cmd: SecretCommand) -> Result<(), Failure> {
     match cmd {
@@ -76,6 +76,7 @@ fn entry_for(
             paths: None,
             query: false,
             websocket: false,
+            body: None,
         },
     };
     apply_flags(&mut entry, args)?;
@@ -97,6 +98,19 @@ fn apply_flags(entry: &mut SecretEntry, args: &SecretAddArgs) -> Result<(), Fail
     }
     if let Some(env) = &args.env {
         entry.env = EnvVars::One(env.clone());
+    }
+    if args.query {
+        entry.query = true;
+    }
+    if args.websocket {
+        entry.websocket = true;
+    }
+    if let Some(body) = args.body {
+        entry.body = Some(match body {
+            BodyArg::Json => BodyMode::Json,
+            BodyArg::Form => BodyMode::Form,
+            BodyArg::Text => BodyMode::Text,
+        });
     }
     Ok(())
 }

@@ -51,6 +51,7 @@ struct Listed<'a> {
     paths: Option<&'a [String]>,
     query: bool,
     websocket: bool,
+    body: Option<&'static str>,
     stored: Option<bool>,
 }
 
@@ -165,6 +166,7 @@ fn print_json(entries: &[SecretEntry], stored: &[Option<bool>]) {
             paths: e.paths.as_deref(),
             query: e.query,
             websocket: e.websocket,
+            body: e.body.map(|b| b.as_str()),
             stored,
         })
         .collect();

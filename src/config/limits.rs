@@ -37,6 +37,10 @@ pub const REFUSAL_PAGES_PER_MINUTE: u32 = 60;
 /// a bound host (decoded to be scrubbed), on top of a floor of 1 MiB: a decompression
 /// bomb is cut off there. Text compresses 5–20×; a body of zeros up to about 1000×.
 pub const MAX_DECODED_RATIO: u64 = 100;
+/// Default largest request body with a `Content-Length` that the body swap reads whole,
+/// so that the upstream still gets an exact `Content-Length`; a larger one streams on
+/// without it (chunked), as a body without a length always does.
+pub const MAX_BODY_SWAP_BUFFER: usize = 1024 * 1024;
 
 /// The effective limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +68,9 @@ pub struct Limits {
     /// Decoded bytes per compressed byte of a bound host's response, plus 1 MiB
     /// (default 100); past it the body is cut off.
     pub max_decoded_ratio: u64,
+    /// Largest request body the body swap reads whole to keep its `Content-Length`
+    /// (default 1 MiB); larger ones stream without one.
+    pub max_body_swap_buffer: usize,
 }
 
 impl Default for Limits {
@@ -80,6 +87,7 @@ impl Default for Limits {
             response_timeout: RESPONSE_TIMEOUT,
             refusal_pages_per_minute: REFUSAL_PAGES_PER_MINUTE,
             max_decoded_ratio: MAX_DECODED_RATIO,
+            max_body_swap_buffer: MAX_BODY_SWAP_BUFFER,
         }
     }
 }
@@ -174,6 +182,7 @@ pub struct RawLimits {
     response_timeout: Option<Parsed<Span>>,
     refusal_pages_per_minute: Option<Parsed<Count<100_000>>>,
     max_decoded_ratio: Option<Parsed<Count<100_000>>>,
+    max_body_swap_buffer: Option<Parsed<Count<{ 256 * 1024 * 1024 }>>>,
 }
 
 impl RawLimits {
@@ -221,6 +230,12 @@ impl RawLimits {
                 .max_decoded_ratio
                 .as_ref()
                 .map_or(d.max_decoded_ratio, |p| p.0.0),
+            max_body_swap_buffer: self
+                .max_body_swap_buffer
+                .as_ref()
+                .map_or(d.max_body_swap_buffer, |p| {
+                    usize::try_from(p.0.0).unwrap_or(d.max_body_swap_buffer)
+                }),
         }
     }
 }

@@ -12,6 +12,31 @@ use super::store::{SecretStore, StoreError};
 use super::value::SecretValue;
 use crate::policy::{Host, HostPattern};
 
+/// Which request bodies a secret's dummy is swapped in (`body:` in secrets.yaml), and
+/// how the real value is written there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyMode {
+    /// JSON bodies (`application/json`, `*/*+json`): the value JSON-escaped.
+    Json,
+    /// Form bodies: `application/x-www-form-urlencoded` (the value form-encoded) and
+    /// `multipart/form-data` (as is).
+    Form,
+    /// Any body, the value as is.
+    Text,
+}
+
+impl BodyMode {
+    /// The name used in secrets.yaml and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyMode::Json => "json",
+            BodyMode::Form => "form",
+            BodyMode::Text => "text",
+        }
+    }
+}
+
 /// A validated registry entry and, once loaded, its real value.
 #[derive(Debug, Clone)]
 pub struct Binding {
@@ -35,6 +60,8 @@ pub struct Binding {
     pub query: bool,
     /// Also swap in the WebSocket frames the client sends.
     pub websocket: bool,
+    /// Also swap in request bodies of this kind (`body:`); `None` = never.
+    pub body: Option<BodyMode>,
     /// The real value; `None` when the keyring has no entry for it.
     pub real: Option<SecretValue>,
 }

@@ -18,7 +18,7 @@ pub mod registry;
 pub mod store;
 pub mod value;
 
-pub use binding::{Alarm, Binding, Missing, SecretSet, has_dot_segments};
+pub use binding::{Alarm, Binding, BodyMode, Missing, SecretSet, has_dot_segments};
 pub use registry::{Registry, SecretEntry};
 pub use store::{MemoryStore, SecretStore, StoreError};
 pub use value::SecretValue;

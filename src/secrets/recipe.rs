@@ -47,6 +47,12 @@ pub struct Recipe {
     /// Swap in the query too (e.g. Gemini's `?key=`).
     #[serde(default)]
     pub query: bool,
+    /// Swap in the WebSocket frames the client sends.
+    #[serde(default)]
+    pub websocket: bool,
+    /// Swap in request bodies of this kind (`json`, `form`, `text`).
+    #[serde(default)]
+    pub body: Option<super::binding::BodyMode>,
 }
 
 fn default_format() -> String {
@@ -76,7 +82,8 @@ impl Recipe {
             methods: self.methods.clone(),
             paths: self.paths.clone(),
             query: self.query,
-            websocket: false,
+            websocket: self.websocket,
+            body: self.body,
         })
     }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use http::{HeaderName, Method};
 use serde::{Deserialize, Serialize};
 
-use super::binding::Binding;
+use super::binding::{Binding, BodyMode};
 use super::dummy::MIN_DUMMY_LEN;
 use crate::config::{ConfigError, yaml_error};
 use crate::policy::HostPattern;
@@ -131,6 +131,10 @@ pub struct SecretEntry {
     /// Also swap the dummy in WebSocket frames the client sends (default false).
     #[serde(default, skip_serializing_if = "is_false")]
     pub websocket: bool,
+    /// Also swap the dummy in request bodies of this kind: `json`, `form` or `text`
+    /// (default: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<BodyMode>,
 }
 
 /// Checks a secret name: it becomes a keyring account and a file name.
@@ -263,6 +267,7 @@ impl SecretEntry {
             paths,
             query: self.query,
             websocket: self.websocket,
+            body: self.body,
             real: None,
         })
     }

@@ -7,7 +7,8 @@
 //!   after each event.
 //! * `/bomb`: [`compress::bomb`] labelled `Content-Encoding: gzip`.
 //! * `/bytes/N`: N pattern bytes ([`body::pattern`]), streamed in 64 KiB frames.
-//! * `/upload`: reads the request body; answers `{"body_len", "body_hash"}`.
+//! * `/upload`: reads the request body; answers `{"body_len", "body_hash",
+//!   "content_length"}` (the last the request's `Content-Length`, or null).
 //! * `/ws`: a WebSocket echo (101, then [`ws::echo_server`], which records every frame,
 //!   see [`ApiUpstream::ws_frames`]); an offered `Sec-WebSocket-Protocol` is selected,
 //!   i.e. echoed in the 101, and the value of `x-accept-extension` is put in the 101's
@@ -252,8 +253,13 @@ async fn route(st: Arc<State>, req: Request<Incoming>) -> Response<TestBody> {
             resp
         }
         "/upload" => {
+            let declared = req
+                .headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             let (len, hash) = drain(req.into_body()).await;
-            let out = json!({ "body_len": len, "body_hash": hash.0 });
+            let out = json!({ "body_len": len, "body_hash": hash.0, "content_length": declared });
             Response::new(body::full(out.to_string()))
         }
         "/ws" => websocket(req, st.ws.clone()),

@@ -53,6 +53,7 @@ impl TestSecret {
                 paths: None,
                 query: false,
                 websocket: false,
+                body: None,
             },
             real: Some(format!("sk-real-{name}-{}", unique())),
         }
@@ -81,6 +82,12 @@ impl TestSecret {
     /// `websocket: true`.
     pub fn websocket(mut self) -> TestSecret {
         self.entry.websocket = true;
+        self
+    }
+
+    /// `body: json|form|text`.
+    pub fn body(mut self, mode: keygate::secrets::BodyMode) -> TestSecret {
+        self.entry.body = Some(mode);
         self
     }
 

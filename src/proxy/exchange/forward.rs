@@ -12,7 +12,9 @@ use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::tripwired;
 use crate::addon::FlowContext;
+use crate::addon::body_tripwire::BodyTripwire;
 use crate::audit::{Event, Kind, Verdict, path_without_query};
 use crate::config::limits::Span;
 use crate::policy::{Host, parse_authority};
@@ -68,10 +70,24 @@ pub async fn handle(
     }
     tracing::info!(client = %client, "{what}: forward ({allowed})");
     event.reason = Some(allowed.to_string());
+    // The tripwire on the body, as on intercepted connections: a plain-HTTP body is as
+    // readable to keygate (and to anyone on the path) as its headers.
+    let watcher = BodyTripwire::for_flow(&flow).filter(|_| !http_body::Body::is_end_stream(&body));
     let flow = FlowRecord::start(proxy.audit.clone(), event.clone(), started);
+    let tripped: tripwired::Slot = Arc::default();
     let req = prepare(Request::from_parts(parts, body), &host, port, &flow);
+    let req = match watcher {
+        Some(watcher) => {
+            req.map(|body| tripwired::Tripwired::new(body, watcher, tripped.clone()).boxed())
+        }
+        None => req,
+    };
     let timeout = generation.config.limits.response_timeout;
     let sent = tokio::time::timeout(timeout, generation.client.request(req)).await;
+    if let Some(tripped) = tripped.lock().ok().and_then(|mut t| t.take()) {
+        flow.update(|e| e.secret = Some(tripped.secret.clone()));
+        return fail(&proxy, &flow, ProxyError::Addon(tripped.refuse), &what);
+    }
     let response = match sent {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => return fail(&proxy, &flow, upstream_error(&e), &what),

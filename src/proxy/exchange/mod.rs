@@ -9,6 +9,7 @@
 //! [`filtered::Filtered`]; a bound host's compressed body is [`decode`]d first, so
 //! that scrub reads it.
 
+pub mod body_swap;
 pub mod decode;
 pub mod filtered;
 pub mod forward;
@@ -34,6 +35,7 @@ use super::io::metered::{Direction, FlowRecord, Metered};
 use super::respond::ProxyError;
 use super::{Body, BoxError, ClientInfo, Generation, Proxy};
 use crate::addon::FlowContext;
+use crate::addon::body_swap::BodySwap;
 use crate::addon::body_tripwire::BodyTripwire;
 use crate::addon::websocket::FramePolicy;
 use crate::audit::{Event, Kind, Verdict, path_without_query};
@@ -143,6 +145,34 @@ pub async fn handle(
     let body = match BodyTripwire::for_flow(&flow).filter(|_| has_body) {
         Some(watcher) => tripwired::Tripwired::new(body, watcher, tripped.clone()).boxed(),
         None => body,
+    };
+    // The swap in the body (opt-in per secret), after the tripwire: the tripwire reads
+    // what the client sent.
+    let body = match BodySwap::for_request(&flow, &parts.headers).filter(|_| has_body) {
+        None => body,
+        Some(swap) => match body_swap::plan(&parts.headers, limits.max_body_swap_buffer) {
+            body_swap::Plan::Streamed => {
+                body_swap::streamed(body, swap, &mut parts.headers, flow_record.clone())
+            }
+            body_swap::Plan::Whole(declared) => {
+                let read = body_swap::whole(body, declared, swap, &mut parts.headers, &flow_record);
+                match read.await {
+                    Ok(body) => body,
+                    Err(e) => {
+                        let err = match tripped.lock().ok().and_then(|mut t| t.take()) {
+                            Some(tripped) => {
+                                flow_record.update(|e| e.secret = Some(tripped.secret.clone()));
+                                ProxyError::Addon(tripped.refuse)
+                            }
+                            None => ProxyError::BadRequest(format!(
+                                "the request body ended early while keygate read it to swap a dummy: {e}"
+                            )),
+                        };
+                        return Ok(fail(&flow_record, err, &what));
+                    }
+                }
+            }
+        },
     };
     let request = Request::from_parts(parts, body);
     let client = if upgrade.is_some() {

@@ -146,6 +146,7 @@ fn set(dummies: &[(&str, &str)]) -> crate::secrets::SecretSet {
             paths: None,
             query: false,
             websocket: false,
+            body: None,
             real: None,
         })
         .collect();

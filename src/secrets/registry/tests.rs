@@ -12,6 +12,7 @@ fn entry(name: &str, dummy: &str) -> SecretEntry {
         paths: None,
         query: false,
         websocket: false,
+        body: None,
     }
 }
 
