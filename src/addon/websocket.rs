@@ -51,7 +51,7 @@ pub trait FrameFilter: Send {
     fn control(&mut self, payload: &[u8], close: bool) -> Result<Bytes, Tripped>;
 }
 
-/// What keygate does with the frames of one WebSocket to a host a secret is bound to.
+/// What keygate does with the frames of one WebSocket it reads.
 #[derive(Debug, Clone)]
 pub struct FramePolicy {
     secrets: Arc<SecretSet>,
@@ -69,11 +69,14 @@ pub struct FramePolicy {
 }
 
 impl FramePolicy {
-    /// The policy for a WebSocket upgraded by `flow`; `None` when no secret is bound to
-    /// its host (its frames are relayed as bytes).
+    /// The policy for a WebSocket upgraded by `flow` on an intercepted connection:
+    /// for a host a secret is bound to, and for any other intercepted host (`intercept:
+    /// all`) while a secret is registered, since what goes up there is read by the
+    /// tripwire like a request body. `None` when no secret is registered at all (its
+    /// frames are relayed as bytes).
     pub fn for_flow(flow: &FlowContext) -> Option<FramePolicy> {
         let bound = flow.bound();
-        if bound.is_empty() {
+        if flow.secrets.iter().next().is_none() {
             return None;
         }
         let swapped: Vec<(&[u8], &[u8])> = bound

@@ -36,9 +36,27 @@ fn message(filter: &mut impl FrameFilter, chunks: &[&[u8]]) -> Result<Vec<u8>, T
 }
 
 #[test]
-fn hosts_without_a_bound_secret_get_no_policy() {
+fn hosts_without_a_bound_secret_are_tripwired_but_not_rewritten() {
     let unbound = flow_to("elsewhere.example", vec![binding(false)], true);
-    assert!(FramePolicy::for_flow(&unbound).is_none());
+    let policy = FramePolicy::for_flow(&unbound).expect("a policy: the tripwire reads frames");
+    let clean = format!("{{\"echo\":\"{REAL}\"}}");
+    assert_eq!(
+        message(&mut policy.downward(), &[clean.as_bytes()]).unwrap(),
+        clean.as_bytes()
+    );
+    assert_eq!(
+        message(&mut policy.upward(), &[b"hello"]).unwrap(),
+        b"hello"
+    );
+    let exfil = format!("x {DUMMY} y");
+    let (a, b) = exfil.as_bytes().split_at(6);
+    let tripped = message(&mut policy.upward(), &[a, b]).unwrap_err();
+    assert_eq!(tripped.refuse.code, "tripwire");
+    let nothing = flow_to("elsewhere.example", vec![], true);
+    assert!(
+        FramePolicy::for_flow(&nothing).is_none(),
+        "no secret, no reading"
+    );
 }
 
 #[test]

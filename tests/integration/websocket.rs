@@ -1,8 +1,8 @@
 //! Issue 14: WebSocket frames to a host a secret is bound to are read. What comes down
 //! is scrubbed (fragments, close reasons and pings too), what goes up is tripwired and,
 //! with `websocket: true`, swapped; no extension is negotiated, so every frame stays
-//! readable. Other hosts' WebSockets are relayed as bytes. The upgrade request itself is
-//! in `streaming.rs`.
+//! readable. Frames to other intercepted hosts are tripwired; a reload that unbinds the
+//! secret closes an open WebSocket. The upgrade request itself is in `streaming.rs`.
 
 use std::time::Duration;
 
@@ -337,7 +337,9 @@ async fn no_extension_reaches_a_bound_host_and_a_101_that_accepts_one_anyway_is_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_host_without_a_bound_secret_keeps_the_byte_relay() {
+async fn frames_to_an_intercepted_host_without_a_bound_secret_are_tripwired_too() {
+    // `intercept: all`: what goes up to a host no secret is bound to is read like a
+    // request body, so a dummy carried there in a frame trips as it would in a body.
     let elsewhere = TestSecret::new(&format!("ws-elsewhere-{}", unique()), &[OTHER]);
     let stack = Stack::start(TestPki::new(), HOST, Alpn::H2AndHttp1, |b| {
         b.secret(&elsewhere).allow(HOST).intercept_all()
@@ -346,13 +348,69 @@ async fn a_host_without_a_bound_secret_keeps_the_byte_relay() {
     let mut saw = ClientSaw::default();
     let mut tls = open(&stack, &mut saw).await;
     let echoed = exchange(&mut tls, ws::TEXT, b"untouched", &mut saw).await;
-    assert_eq!(ws::payload(&echoed), b"untouched");
-    let frames = stack.upstream.ws_frames();
     assert_eq!(
-        frames[0].key,
-        Some(MASK),
-        "the client's own frame, byte for byte"
+        ws::payload(&echoed),
+        b"untouched",
+        "a clean frame goes through"
     );
-    close(&stack, tls, &mut saw).await;
+    let exfil = format!("exfil {}", elsewhere.dummy());
+    let answer = exchange(&mut tls, ws::TEXT, exfil.as_bytes(), &mut saw).await;
+    assert_eq!(answer.len(), 1, "{answer:?}");
+    assert_eq!(answer[0].opcode, ws::CLOSE);
+    assert_eq!(answer[0].payload[..2], 1008u16.to_be_bytes());
+    assert!(
+        !upstream_texts(&stack)
+            .iter()
+            .any(|t| t.contains(elsewhere.dummy())),
+        "the dummy never reached the upstream"
+    );
+    drop(tls);
+    let event = stack.proxy.event("request", |e| e["path"] == "/ws").await;
+    assert_eq!(event["secret"], elsewhere.name(), "{event}");
+    assert!(reason(&event).starts_with("tripwire: "), "{event}");
     assert_no_leak(elsewhere.real(), &stack.proxy, &saw);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_unbinds_the_secret_closes_an_open_websocket() {
+    use tokio::io::AsyncReadExt;
+    let secret = TestSecret::new(&format!("ws-revoke-{}", unique()), &[HOST]).websocket();
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let root = pki.write_root(dir.path());
+    let stack = Stack::start(pki, HOST, Alpn::H2AndHttp1, |b| b.secret(&secret)).await;
+    let mut saw = ClientSaw::default();
+    let mut tls = open(&stack, &mut saw).await;
+    let echoed = exchange(&mut tls, ws::TEXT, b"before the reload", &mut saw).await;
+    assert_eq!(ws::payload(&echoed), b"before the reload");
+    // The secret is no longer bound to HOST (the host itself stays allowed).
+    let unbound = TestSecret {
+        entry: keygate::secrets::SecretEntry {
+            hosts: vec![OTHER.to_string()],
+            ..secret.entry.clone()
+        },
+        real: secret.real.clone(),
+    };
+    stack.proxy.reload(
+        crate::support::proxy::ProxyBuilder::new()
+            .secret(&unbound)
+            .allow(HOST)
+            .resolve(&format!("{HOST}:443"), stack.upstream.addr)
+            .upstream_ca(&root),
+    );
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the WebSocket is closed at the reload, not left open"
+    );
+    let event = stack.proxy.event("request", |e| e["path"] == "/ws").await;
+    assert!(
+        reason(&event).contains(&format!(
+            "revoked: secret `{}` is no longer bound",
+            secret.name()
+        )),
+        "{event}"
+    );
+    assert_no_leak(secret.real(), &stack.proxy, &saw);
 }

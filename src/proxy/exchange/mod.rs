@@ -202,7 +202,18 @@ pub async fn handle(
     if response.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client_side) = upgrade
     {
-        let reply = bridge(proxy, client_side, &mut response, flow_record, frames, what);
+        let bound_at_open: Vec<String> = flow.bound().iter().map(|b| b.name.clone()).collect();
+        let revocation =
+            websocket_revoked(proxy.clone(), conn.host.clone(), conn.port, bound_at_open);
+        let reply = bridge(
+            proxy,
+            client_side,
+            &mut response,
+            flow_record,
+            frames,
+            what,
+            revocation,
+        );
         let (mut head, body) = reply.into_parts();
         // SECURITY: the 101 echoes request values (Sec-WebSocket-Protocol may carry the
         // key); it passes scrub like any response head.
@@ -263,6 +274,36 @@ fn unbound_since_connect(
         .bound_to(&conn.host, conn.port)
         .any(|b| &b.name == name);
     (was_bound && !still_bound).then(|| name.clone())
+}
+
+/// Completes, with the reason, once a reload makes an open WebSocket one the current
+/// configuration would refuse: its host denied, or a secret bound to it when it opened
+/// (whose dummy it may be swapping) no longer bound. Like a tunnel, it closes at once
+/// rather than run on under the bindings it was opened with.
+async fn websocket_revoked(
+    proxy: Arc<Proxy>,
+    host: Host,
+    port: u16,
+    bound_at_open: Vec<String>,
+) -> String {
+    let mut reloads = proxy.reloads.subscribe();
+    loop {
+        let now = proxy.current();
+        if let Err(refusal) = now.policy.decide(&host, port) {
+            return format!("revoked: {refusal} (the configuration was reloaded)");
+        }
+        let unbound = bound_at_open
+            .iter()
+            .find(|name| !now.secrets.bound_to(&host, port).any(|b| &&b.name == name));
+        if let Some(name) = unbound {
+            return format!(
+                "revoked: secret `{name}` is no longer bound to {host}:{port} (the configuration was reloaded)"
+            );
+        }
+        if reloads.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// An HTTP/1.1 `Connection: upgrade` request with an `Upgrade` header (WebSocket).
@@ -333,6 +374,7 @@ fn bridge(
     flow: Arc<FlowRecord>,
     frames: Option<FramePolicy>,
     what: String,
+    revocation: impl std::future::Future<Output = String> + Send + 'static,
 ) -> Response<Body> {
     if let Some(err) = frames
         .as_ref()
@@ -362,6 +404,7 @@ fn bridge(
             relayed = websocket::relay(a, b, frames) => relayed,
             () = grace => websocket::Relayed::cut("closed by shutdown"),
             () = activity.expired(idle_timeout) => websocket::Relayed::cut("closed: idle (limits.idle_timeout)"),
+            why = revocation => websocket::Relayed::cut(&why),
         };
         // Counted as they go: an idle close or a shutdown drops the relay mid-way.
         let moved = format!(
