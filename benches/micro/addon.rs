@@ -68,6 +68,7 @@ fn binding(name: &str, host: &str, header: &'static str, real: &str) -> Binding 
         query: false,
         websocket: false,
         body: None,
+        kind: Default::default(),
         real: Some(SecretValue::new(real.into()).expect("value")),
     }
 }

@@ -146,6 +146,11 @@ fn check_recipe(text: &str) {
         query: recipe.query,
         websocket: false,
         body: None,
+        kind: Default::default(),
+        oauth2: None,
+        github_app: None,
+        google: None,
+        aws: None,
     };
     let _ = entry.validate();
 }

@@ -246,6 +246,7 @@ fn check_addon(needles: &[(&[u8], &[u8])], chunks: &[&[u8]], body: &[u8]) {
             query: false,
             websocket: false,
             body: None,
+            kind: Default::default(),
             real: Some(value),
         });
     }

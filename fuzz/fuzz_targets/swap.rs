@@ -123,6 +123,7 @@ fn secrets() -> &'static Arc<SecretSet> {
                     query,
                     websocket: false,
                     body: None,
+                    kind: Default::default(),
                     real: real.map(|r| SecretValue::new(r.into()).unwrap()),
                 },
             )

@@ -115,7 +115,7 @@ impl BodySwap {
         let wanted: Vec<_> = bound
             .iter()
             .filter_map(|b| Some((b, b.body?)))
-            .filter_map(|(b, mode)| Some((b, written.encode(mode, b.real.as_ref()?.expose())?)))
+            .filter_map(|(b, mode)| Some((b, written.encode(mode, flow.value_for(b)?.expose())?)))
             .collect();
         if wanted.is_empty() {
             return None;

@@ -27,8 +27,9 @@ use bytes::Bytes;
 use http::StatusCode;
 
 use crate::policy::Host;
+use crate::secrets::kind::Kind;
 use crate::secrets::reflect::Reflections;
-use crate::secrets::{Binding, SecretSet};
+use crate::secrets::{Binding, SecretSet, SecretValue};
 
 /// An early answer from an addon: the request is not forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +68,10 @@ pub struct FlowContext {
     /// re-encoded), with what the client had sent instead: the scrubber maps an echo of
     /// the one back to the other.
     pub sent: Sent,
+    /// Tokens keygate minted for this request's minted-kind secrets (oauth2,
+    /// github-app, google), by secret name: what the swap puts in place of their
+    /// phantoms. Filled by the exchange before the pipeline runs.
+    pub minted: Vec<(String, SecretValue)>,
 }
 
 /// `(sent, original)` byte strings of one request (see [`FlowContext::sent`]). What was
@@ -98,6 +103,7 @@ impl FlowContext {
             swapped: Vec::new(),
             tripped: None,
             sent: Sent::default(),
+            minted: Vec::new(),
         }
     }
 
@@ -111,7 +117,32 @@ impl FlowContext {
             .iter()
             .map(|(sent, original)| (sent.to_vec(), original.clone()))
             .collect();
-        self.secrets.reflections_for(&self.host, self.port, &exact)
+        // A minted token is scrubbed in every form, like a stored value.
+        let minted: Vec<(&[u8], &[u8])> = self
+            .minted
+            .iter()
+            .filter_map(|(name, token)| {
+                let b = self.secrets.iter().find(|b| &b.name == name)?;
+                Some((token.expose().as_bytes(), b.dummy.as_bytes()))
+            })
+            .collect();
+        self.secrets
+            .reflections_for(&self.host, self.port, &minted, &exact)
+    }
+
+    /// The value the swap sends for `binding`: its minted token for a minted kind, else
+    /// its stored value; `None` for an AWS secret (re-signed, never swapped) and for a
+    /// value that is missing.
+    pub fn value_for<'a>(&'a self, binding: &'a Binding) -> Option<&'a SecretValue> {
+        match &binding.kind {
+            Kind::Static => binding.real.as_ref(),
+            Kind::Aws(_) => None,
+            _ => self
+                .minted
+                .iter()
+                .find(|(name, _)| *name == binding.name)
+                .map(|(_, token)| token),
+        }
     }
 
     /// The secrets bound to this flow's host.

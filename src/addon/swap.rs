@@ -10,6 +10,7 @@ use percent_encoding::utf8_percent_encode;
 use super::inspect::{basic_credentials, in_headers, in_query, in_value};
 use super::{Addon, FlowContext, Refuse};
 use crate::secrets::Binding;
+use crate::secrets::kind::Kind;
 use crate::secrets::reflect::QUERY;
 
 /// The swap addon.
@@ -30,11 +31,19 @@ impl Addon for Swap {
             return Ok(());
         }
         for binding in flow.bound() {
+            // An AWS secret's phantoms are a signature's inputs: the exchange re-signs
+            // the request (credentials::sigv4), nothing is swapped in place.
+            if matches!(binding.kind, Kind::Aws(_)) {
+                continue;
+            }
             let in_query = binding.query && in_query(&req.uri, &binding.dummy);
             if !in_headers(&req.headers, &binding.dummy) && !in_query {
                 continue;
             }
-            let real = binding.real.as_ref().ok_or_else(|| missing(&binding))?;
+            let real = flow
+                .value_for(&binding)
+                .ok_or_else(|| missing(&binding))?
+                .clone();
             record_basic(flow, &req.headers, &binding.dummy, real.expose());
             swap_headers(
                 &mut req.headers,
@@ -68,6 +77,18 @@ fn record_basic(flow: &mut FlowContext, headers: &HeaderMap, dummy: &str, real: 
 }
 
 fn missing(binding: &Binding) -> Refuse {
+    if binding.kind.is_minted() && binding.real.is_some() {
+        // The exchange mints before the pipeline; no token here means it did not see
+        // the phantom where the swap found it (never expected).
+        return Refuse {
+            status: StatusCode::BAD_GATEWAY,
+            code: "mint-failed",
+            why: format!("no token was minted for secret `{}`", binding.name),
+            advice: "Retry; if it persists, run keygate with RUST_LOG=keygate=debug and report it."
+                .into(),
+            alert: false,
+        };
+    }
     Refuse {
         status: StatusCode::BAD_GATEWAY,
         code: "secret-missing",

@@ -25,6 +25,7 @@ pub fn binding(query: bool) -> Binding {
         query,
         websocket: false,
         body: None,
+        kind: Default::default(),
         real: Some(SecretValue::new(REAL.into()).unwrap()),
     }
 }

@@ -81,7 +81,7 @@ impl FramePolicy {
         let swapped: Vec<(&[u8], &[u8])> = bound
             .iter()
             .filter(|b| b.websocket)
-            .filter_map(|b| Some((b.dummy.as_bytes(), b.real.as_ref()?.expose().as_bytes())))
+            .filter_map(|b| Some((b.dummy.as_bytes(), flow.value_for(b)?.expose().as_bytes())))
             .collect();
         let others = flow
             .secrets
@@ -144,7 +144,11 @@ impl FramePolicy {
     fn swaps_in(&self, haystack: &[u8], known: &[String]) -> Option<String> {
         let (host, port) = (&self.host, self.port);
         let b = self.secrets.dummy_in(haystack, |b| {
-            b.websocket && b.real.is_some() && b.is_bound_to(host, port) && !known.contains(&b.name)
+            b.websocket
+                && b.real.is_some()
+                && !matches!(b.kind, crate::secrets::kind::Kind::Aws(_))
+                && b.is_bound_to(host, port)
+                && !known.contains(&b.name)
         })?;
         Some(b.name.clone())
     }

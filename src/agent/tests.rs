@@ -16,6 +16,11 @@ fn binding(name: &str, env: EnvVars, dummy: &str) -> Binding {
         query: false,
         websocket: false,
         body: None,
+        kind: Default::default(),
+        oauth2: None,
+        github_app: None,
+        google: None,
+        aws: None,
     }
     .validate()
     .unwrap()

@@ -77,6 +77,11 @@ fn entry_for(
             query: false,
             websocket: false,
             body: None,
+            kind: Default::default(),
+            oauth2: None,
+            github_app: None,
+            google: None,
+            aws: None,
         },
     };
     apply_flags(&mut entry, args)?;

@@ -62,11 +62,52 @@ pub struct Binding {
     pub websocket: bool,
     /// Also swap in request bodies of this kind (`body:`); `None` = never.
     pub body: Option<BodyMode>,
+    /// What kind of credential; for kinds other than `static`, `real` holds the key
+    /// material keygate mints or signs with, never sent as it is.
+    pub kind: super::kind::Kind,
     /// The real value; `None` when the keyring has no entry for it.
     pub real: Option<SecretValue>,
 }
 
 impl Binding {
+    /// Every phantom the agent holds for this secret: the dummy, then those of its kind
+    /// (an AWS phantom secret key and session token). The tripwire knows them all.
+    pub fn phantoms(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.dummy.as_str()).chain(self.kind.extra_phantoms())
+    }
+
+    /// What scrub replaces in responses from this secret's hosts: each real string the
+    /// agent must never see, with the phantom it is turned back into. A static key and
+    /// an OAuth2 client secret or refresh token: the value itself; AWS credentials: the
+    /// real access key id, secret key and session token, each by its phantom. Key
+    /// material that is never sent as it is (a private key, a service-account JSON)
+    /// has none: the minted tokens are scrubbed per request instead.
+    pub fn scrubbed(&self) -> Vec<(zeroize::Zeroizing<String>, String)> {
+        use super::kind::{AwsCredentials, Kind};
+        let Some(real) = self.real.as_ref() else {
+            return Vec::new();
+        };
+        let pair = |r: &str, d: &str| (zeroize::Zeroizing::new(r.to_string()), d.to_string());
+        match &self.kind {
+            Kind::Static | Kind::Oauth2(_) => vec![pair(real.expose(), &self.dummy)],
+            Kind::Aws(aws) => match AwsCredentials::parse(real.expose()) {
+                Ok(creds) => {
+                    let mut pairs = vec![
+                        pair(&creds.access_key_id, &self.dummy),
+                        pair(&creds.secret_access_key, &aws.secret_access_key),
+                    ];
+                    if let Some(token) = &creds.session_token {
+                        let phantom = aws.session_token.as_deref().unwrap_or(&self.dummy);
+                        pairs.push(pair(token, phantom));
+                    }
+                    pairs
+                }
+                Err(_) => Vec::new(),
+            },
+            Kind::GithubApp(_) | Kind::Google(_) => Vec::new(),
+        }
+    }
+
     /// True when this secret may be sent to `host:port`.
     pub fn is_bound_to(&self, host: &Host, port: u16) -> bool {
         self.hosts.iter().any(|p| p.matches(host, port))
@@ -134,6 +175,8 @@ pub struct SecretSet {
     /// Every dummy in one automaton (pattern i is `bindings[i]`): finding which dummies a
     /// header value holds is one pass, however many secrets are registered.
     dummies: Option<AhoCorasick>,
+    /// The binding each of `dummies`' patterns belongs to.
+    owners: Vec<usize>,
     /// True for a session's set.
     session: bool,
     /// In a session, the static dummy of `bindings[i]` (refused there); else empty.
@@ -200,10 +243,18 @@ impl SecretSet {
     }
 
     fn build(bindings: Vec<Binding>, session: bool, retired: Vec<String>) -> SecretSet {
+        // Every phantom a binding has (its dummy, then its kind's others: an AWS phantom
+        // secret key and session token) with the binding it belongs to.
+        let phantoms: Vec<(usize, &str)> = bindings
+            .iter()
+            .enumerate()
+            .flat_map(|(i, b)| b.phantoms().map(move |p| (i, p)))
+            .collect();
         let dummies = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
-            .build(bindings.iter().map(|b| b.dummy.as_bytes()))
+            .build(phantoms.iter().map(|(_, p)| p.as_bytes()))
             .ok();
+        let owners = phantoms.iter().map(|(i, _)| *i).collect();
         let needle = Box::new(memchr::memmem::Finder::new(phantom::NEEDLE));
         let patterns = retired.iter().map(String::as_bytes);
         let alarms = match retired.is_empty() {
@@ -233,15 +284,18 @@ impl SecretSet {
         let reflections = bindings
             .iter()
             .map(|b| {
-                let real = b.real.as_ref()?;
-                let pair = (real.expose().as_bytes(), b.dummy.as_bytes());
-                Reflections::of(&[pair], &[]).map(Arc::new)
+                let scrubbed = b.scrubbed();
+                let pairs: Vec<(&[u8], &[u8])> = scrubbed
+                    .iter()
+                    .map(|(r, d)| (r.as_bytes(), d.as_bytes()))
+                    .collect();
+                Reflections::of(&pairs, &[]).map(Arc::new)
             })
             .collect();
-        let named: Vec<(&[u8], &[u8])> = bindings
+        let named: Vec<(&[u8], &[u8])> = phantoms
             .iter()
-            .filter(|b| !b.dummy.is_empty())
-            .map(|b| (b.dummy.as_bytes(), b.name.as_bytes()))
+            .filter(|(_, p)| !p.is_empty())
+            .map(|(i, p)| (p.as_bytes(), bindings[*i].name.as_bytes()))
             .collect();
         let dummy_names = Reflections::exact(&named).map(Arc::new);
         SecretSet {
@@ -249,6 +303,7 @@ impl SecretSet {
             dummy_names,
             bindings: bindings.into_iter().map(Arc::new).collect(),
             dummies,
+            owners,
             session,
             retired,
             alarms,
@@ -375,13 +430,15 @@ impl SecretSet {
         match &self.dummies {
             Some(automaton) => automaton
                 .find_overlapping_iter(haystack)
-                .map(|m| &self.bindings[m.pattern().as_usize()])
+                .filter_map(|m| self.owners.get(m.pattern().as_usize()))
+                .map(|&i| &self.bindings[i])
                 .find(|b| pick(b)),
             // Only when the automaton could not be built (never seen): one search each.
-            None => self
-                .bindings
-                .iter()
-                .find(|b| pick(b) && memchr::memmem::find(haystack, b.dummy.as_bytes()).is_some()),
+            None => self.bindings.iter().find(|b| {
+                pick(b)
+                    && b.phantoms()
+                        .any(|p| memchr::memmem::find(haystack, p.as_bytes()).is_some())
+            }),
         }
     }
 

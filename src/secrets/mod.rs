@@ -4,6 +4,7 @@
 //! * [`store`] / [`keyring`]: the [`SecretStore`] trait and the OS keyring backends.
 //! * [`registry`]: secrets.yaml entries and their validation.
 //! * [`recipe`] / [`dummy`]: provider recipes and shape-keeping dummy values.
+//! * [`kind`]: credential kinds (static, aws, google, oauth2, github-app).
 //! * [`binding`]: what the proxy uses at run time, loaded once at start.
 //! * [`phantom`]: per-session phantom dummies (a jailed `keygate run`) and their markers.
 //! * [`reflect`]: every form a real value may come back in, for the scrubber.
@@ -11,6 +12,7 @@
 pub mod binding;
 pub mod dummy;
 pub mod keyring;
+pub mod kind;
 pub mod phantom;
 pub mod recipe;
 pub mod reflect;

@@ -53,6 +53,18 @@ pub struct Recipe {
     /// Swap in request bodies of this kind (`json`, `form`, `text`).
     #[serde(default)]
     pub body: Option<super::binding::BodyMode>,
+    /// The credential kind (default `static`).
+    #[serde(default)]
+    pub kind: super::kind::KindName,
+    /// `kind: oauth2` defaults (a template: the user gives the rest).
+    #[serde(default)]
+    pub oauth2: Option<super::kind::Oauth2Block>,
+    /// `kind: github-app` defaults.
+    #[serde(default)]
+    pub github_app: Option<super::kind::GithubAppBlock>,
+    /// `kind: google` defaults.
+    #[serde(default)]
+    pub google: Option<super::kind::GoogleBlock>,
 }
 
 fn default_format() -> String {
@@ -84,6 +96,11 @@ impl Recipe {
             query: self.query,
             websocket: self.websocket,
             body: self.body,
+            kind: self.kind,
+            oauth2: self.oauth2.clone(),
+            github_app: self.github_app.clone(),
+            google: self.google.clone(),
+            aws: None,
         })
     }
 

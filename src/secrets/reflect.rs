@@ -326,6 +326,7 @@ impl SecretSet {
         &self,
         host: &Host,
         port: u16,
+        minted: &[(&[u8], &[u8])],
         exact: &[(Vec<u8>, Vec<u8>)],
     ) -> Option<Arc<Reflections>> {
         let bound: Vec<usize> = self
@@ -334,18 +335,17 @@ impl SecretSet {
             .filter(|(_, b)| b.real.is_some() && b.is_bound_to(host, port))
             .map(|(i, _)| i)
             .collect();
-        match (bound.as_slice(), exact.is_empty()) {
+        match (bound.as_slice(), exact.is_empty() && minted.is_empty()) {
             ([], true) => return None,
             ([one], true) => return self.reflections.get(*one).cloned().flatten(),
             _ => {}
         }
         let bindings: Vec<&Arc<super::Binding>> = self.iter().collect();
-        let pairs: Vec<(&[u8], &[u8])> = bound
+        let scrubbed: Vec<_> = bound.iter().flat_map(|&i| bindings[i].scrubbed()).collect();
+        let pairs: Vec<(&[u8], &[u8])> = scrubbed
             .iter()
-            .filter_map(|&i| {
-                let b = bindings[i];
-                Some((b.real.as_ref()?.expose().as_bytes(), b.dummy.as_bytes()))
-            })
+            .map(|(r, d)| (r.as_bytes(), d.as_bytes()))
+            .chain(minted.iter().copied())
             .collect();
         Reflections::of(&pairs, exact).map(Arc::new)
     }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::binding::{Binding, BodyMode};
 use super::dummy::MIN_DUMMY_LEN;
+use super::kind::{AwsBlock, Blocks, GithubAppBlock, GoogleBlock, KindName, Oauth2Block};
 use crate::config::{ConfigError, yaml_error};
 use crate::policy::HostPattern;
 
@@ -135,6 +136,21 @@ pub struct SecretEntry {
     /// (default: never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<BodyMode>,
+    /// What kind of credential (default `static`; see [`super::kind`]).
+    #[serde(default, skip_serializing_if = "KindName::is_static")]
+    pub kind: KindName,
+    /// `kind: oauth2` settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<Oauth2Block>,
+    /// `kind: github-app` settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_app: Option<GithubAppBlock>,
+    /// `kind: google` settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub google: Option<GoogleBlock>,
+    /// `kind: aws` settings (the phantom secret access key and session token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsBlock>,
 }
 
 /// Checks a secret name: it becomes a keyring account and a file name.
@@ -256,7 +272,18 @@ impl SecretEntry {
                     .collect::<Result<Vec<_>, _>>()?,
             ),
         };
+        let kind = super::kind::validate(
+            self.kind,
+            Blocks {
+                oauth2: self.oauth2.as_ref(),
+                github_app: self.github_app.as_ref(),
+                google: self.google.as_ref(),
+                aws: self.aws.as_ref(),
+            },
+        )
+        .map_err(at)?;
         Ok(Binding {
+            kind,
             name: self.name.clone(),
             hosts,
             header,

@@ -54,6 +54,11 @@ impl TestSecret {
                 query: false,
                 websocket: false,
                 body: None,
+                kind: Default::default(),
+                oauth2: None,
+                github_app: None,
+                google: None,
+                aws: None,
             },
             real: Some(format!("sk-real-{name}-{}", unique())),
         }

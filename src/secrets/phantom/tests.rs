@@ -147,6 +147,7 @@ fn set(dummies: &[(&str, &str)]) -> crate::secrets::SecretSet {
             query: false,
             websocket: false,
             body: None,
+            kind: Default::default(),
             real: None,
         })
         .collect();

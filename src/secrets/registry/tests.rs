@@ -13,6 +13,11 @@ fn entry(name: &str, dummy: &str) -> SecretEntry {
         query: false,
         websocket: false,
         body: None,
+        kind: Default::default(),
+        oauth2: None,
+        github_app: None,
+        google: None,
+        aws: None,
     }
 }
 
