@@ -3,8 +3,8 @@
 //! request not signed by the phantom is refused), then [`resign`]s the same request with
 //! the real keys: the same x-amz-date, region, service, signed headers and payload hash,
 //! the real access key id and session token. The phantom access key id, secret and
-//! session token are nowhere in the request that leaves (`refusal_tests.rs` checks every
-//! header and the URI).
+//! session token are nowhere in the request that leaves (`refusal_tests.rs` and
+//! `botocore_tests.rs` check every header and the URI).
 //!
 //! Both forms are handled: the `Authorization: AWS4-HMAC-SHA256 Credential=…,
 //! SignedHeaders=…, Signature=…` header, and presigned URLs (`X-Amz-Algorithm`,
@@ -268,6 +268,8 @@ fn encoded(value: &str) -> String {
     out
 }
 
+#[cfg(test)]
+mod botocore_tests;
 #[cfg(test)]
 mod refusal_tests;
 #[cfg(test)]
