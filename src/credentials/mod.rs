@@ -6,3 +6,5 @@
 //! Pure pieces (signing, verifying, JWTs, the token cache) live here; the proxy supplies
 //! the network (a [`mint`] transport over its verified upstream client). Nothing here
 //! imports `proxy`.
+
+pub mod sigv4;
