@@ -6,3 +6,12 @@
 //! Pure pieces (signing, verifying, JWTs, the token cache) live here; the proxy supplies
 //! the network (a [`mint`] transport over its verified upstream client). Nothing here
 //! imports `proxy`.
+//!
+//! * [`key`]: RSA signing and verifying keys (PKCS#8 / PKCS#1 PEM, RSA-2048 generation).
+//! * [`jwt`]: RS256 JWTs, signed and verified.
+
+pub mod jwt;
+pub mod key;
+
+#[cfg(test)]
+mod test_keys;
