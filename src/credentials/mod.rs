@@ -9,9 +9,11 @@
 //!
 //! * [`key`]: RSA signing and verifying keys (PKCS#8 / PKCS#1 PEM, RSA-2048 generation).
 //! * [`jwt`]: RS256 JWTs, signed and verified.
+//! * [`mint`]: grants that mint tokens at a token endpoint, and the [`mint::TokenCache`].
 
 pub mod jwt;
 pub mod key;
+pub mod mint;
 
 #[cfg(test)]
 mod test_keys;
