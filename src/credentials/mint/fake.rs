@@ -73,6 +73,16 @@ impl FakeTransport {
         FakeTransport::new(move |_, _| Ok((status, body.clone())))
     }
 
+    /// Sleeps `delay` before answering.
+    pub fn slow(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
     }
@@ -110,6 +120,10 @@ pub fn token_json(access_token: &str, expires_in: u64) -> String {
     .to_string()
 }
 
+pub fn ok(body: String) -> Reply {
+    Ok((StatusCode::OK, Bytes::from(body)))
+}
+
 /// A clock standing still at [`FakeClock::START`] until advanced.
 pub struct FakeClock(Mutex<SystemTime>);
 
@@ -118,6 +132,10 @@ impl FakeClock {
 
     pub fn new() -> Self {
         FakeClock(Mutex::new(UNIX_EPOCH + Duration::from_secs(Self::START)))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
     }
 }
 

@@ -11,6 +11,7 @@
 //! * [`github`]: a GitHub App installation token.
 //! * [`response`]: the OAuth2 token response (RFC 6749 §5.1) and error response (§5.2).
 //! * [`error`]: [`MintError`], which never carries a secret.
+//! * [`cache`]: [`TokenCache`], one mint at a time, refreshed ahead of expiry.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +23,7 @@ use zeroize::Zeroizing;
 
 use crate::secrets::SecretValue;
 
+pub mod cache;
 pub mod error;
 mod form;
 pub mod github;
@@ -29,6 +31,7 @@ pub mod google;
 pub mod oauth;
 pub mod response;
 
+pub use cache::TokenCache;
 pub use error::MintError;
 pub use github::GitHubApp;
 pub use google::GoogleServiceAccount;
