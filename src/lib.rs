@@ -22,6 +22,8 @@
 //! * [`config`]: `keygate.yaml` + command-line flags → a validated [`config::Config`].
 //! * [`policy`]: host patterns, modes, the embedded trusted list, and the [`policy::Decision`].
 //! * [`ca`]: the local certificate authority and `ca/bundle.pem`.
+//! * [`credentials`]: credentials keygate computes: RS256 JWTs and minted tokens
+//!   (OAuth2, Google service accounts, GitHub Apps) with their cache; no network I/O.
 //! * [`audit`]: the JSONL audit log, written off the request path.
 //! * [`proxy`]: one folder per stage of a request: listener, connect (tunnel, intercept,
 //!   refusal pages), exchange (intercepted or forwarded), upstream.
