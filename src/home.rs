@@ -79,6 +79,17 @@ impl Home {
     pub fn addons_dir(&self) -> PathBuf {
         self.root.join("addons")
     }
+    /// `phantoms/`: the phantom credential files the agent is given (issue 15): a
+    /// `google` secret's phantom service-account JSON, whose private key keygate made
+    /// (not a secret: keygate verifies the agent's JWTs with it, and answers them with
+    /// phantom tokens).
+    pub fn phantoms_dir(&self) -> PathBuf {
+        self.root.join("phantoms")
+    }
+    /// `phantoms/NAME.json`: the phantom service-account JSON of `google` secret `NAME`.
+    pub fn phantom_file(&self, name: &str) -> PathBuf {
+        self.phantoms_dir().join(format!("{name}.json"))
+    }
 
     /// Takes group and other permissions off keygate's own files that have them
     /// (`secrets.yaml`, `audit.jsonl`, `ca/`): a file made by hand, copied in, or left by
