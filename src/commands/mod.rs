@@ -174,6 +174,21 @@ pub fn open_store() -> Result<KeyringStore, Failure> {
     Ok(store)
 }
 
+/// Gives the proxy what the credential kinds of issue 15 need beyond the secrets: the
+/// keyring (a rotated OAuth2 refresh token is written back to it) and the phantom files
+/// (a `google` secret's phantom account). A keyring that cannot be opened here only
+/// means rotated tokens are kept in memory.
+pub fn with_credentials(
+    builder: keygate::proxy::ProxyBuilder,
+    home: &Home,
+) -> keygate::proxy::ProxyBuilder {
+    let builder = builder.phantoms(home.phantoms_dir());
+    match open_store() {
+        Ok(store) => builder.store(std::sync::Arc::new(store)),
+        Err(_) => builder,
+    }
+}
+
 /// The backend's caveat for the user, unless the fallback notice has already said it.
 pub fn caveat(store: &KeyringStore) -> Option<&'static str> {
     use keygate::secrets::SecretStore;

@@ -154,9 +154,10 @@ impl Embedded {
             true => audit.with_refusal_tap(tap),
             false => audit.clone(),
         };
-        let proxy = Proxy::builder(config, policy, proxy_audit)
+        let builder = Proxy::builder(config, policy, proxy_audit)
             .ca(Arc::new(ca))
-            .secrets(secrets)
+            .secrets(secrets);
+        let proxy = super::with_credentials(builder, home)
             .build()
             .map_err(Failure::usage)?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

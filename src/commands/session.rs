@@ -140,10 +140,11 @@ pub fn run(
         let policy = config.policy(secrets.host_patterns());
         let (tap, refusals) = std::sync::mpsc::channel();
         let session_audit = audit.for_command(&command_name).with_refusal_tap(tap);
-        let mut builder = Proxy::builder(config, policy, session_audit)
+        let builder = Proxy::builder(config, policy, session_audit)
             .ca(ca)
             .secrets(secrets)
             .session(SessionTag { id: id.clone() });
+        let mut builder = super::with_credentials(builder, home);
         if let Some(issuer) = refusal_issuer {
             builder = builder.refusal_ca(issuer);
         }

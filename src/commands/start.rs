@@ -38,9 +38,10 @@ pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
     super::tighten_home(home)?;
     let (audit, writer) = AuditLog::open(&home.audit_log())
         .with_context(|| format!("opening {}", home.audit_log().display()))?;
-    let mut builder = Proxy::builder(config, policy, audit.clone())
+    let builder = Proxy::builder(config, policy, audit.clone())
         .ca(Arc::new(ca))
         .secrets(secrets);
+    let mut builder = super::with_credentials(builder, home);
     if let Some(credentials) = super::credentials_for(listen)? {
         builder = builder.proxy_auth(ProxyAuth::new(credentials));
     }

@@ -42,6 +42,11 @@ pub const MAX_DECODED_RATIO: u64 = 100;
 /// without it (chunked), as a body without a length always does.
 pub const MAX_BODY_SWAP_BUFFER: usize = 1024 * 1024;
 
+/// Default largest request body keygate hashes to re-sign an AWS SigV4 request whose
+/// client declared no `x-amz-content-sha256` (the one place a request body is read whole
+/// before it goes up: the signature covers its hash); a larger one is refused with 413.
+pub const MAX_SIGNED_BODY: usize = 16 * 1024 * 1024;
+
 /// The effective limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -71,6 +76,9 @@ pub struct Limits {
     /// Largest request body the body swap reads whole to keep its `Content-Length`
     /// (default 1 MiB); larger ones stream without one.
     pub max_body_swap_buffer: usize,
+    /// Largest request body hashed to re-sign an AWS SigV4 request without a declared
+    /// payload hash (default 16 MiB); larger is 413.
+    pub max_signed_body: usize,
 }
 
 impl Default for Limits {
@@ -88,6 +96,7 @@ impl Default for Limits {
             refusal_pages_per_minute: REFUSAL_PAGES_PER_MINUTE,
             max_decoded_ratio: MAX_DECODED_RATIO,
             max_body_swap_buffer: MAX_BODY_SWAP_BUFFER,
+            max_signed_body: MAX_SIGNED_BODY,
         }
     }
 }
@@ -183,6 +192,7 @@ pub struct RawLimits {
     refusal_pages_per_minute: Option<Parsed<Count<100_000>>>,
     max_decoded_ratio: Option<Parsed<Count<100_000>>>,
     max_body_swap_buffer: Option<Parsed<Count<{ 256 * 1024 * 1024 }>>>,
+    max_signed_body: Option<Parsed<Count<{ 1024 * 1024 * 1024 }>>>,
 }
 
 impl RawLimits {
@@ -235,6 +245,12 @@ impl RawLimits {
                 .as_ref()
                 .map_or(d.max_body_swap_buffer, |p| {
                     usize::try_from(p.0.0).unwrap_or(d.max_body_swap_buffer)
+                }),
+            max_signed_body: self
+                .max_signed_body
+                .as_ref()
+                .map_or(d.max_signed_body, |p| {
+                    usize::try_from(p.0.0).unwrap_or(d.max_signed_body)
                 }),
         }
     }

@@ -53,6 +53,7 @@ pub use listener::run;
 #[cfg(unix)]
 pub use listener::run_unix;
 use upstream::Connector;
+use upstream::credentials::{CredentialEnv, Credentials, TOKEN_TIMEOUT, UpstreamTransport};
 use upstream::tls::{self, TlsConnector, TlsSetupError};
 
 /// Errors inside streamed bodies.
@@ -122,6 +123,9 @@ pub struct Generation {
     pub tls_client: Client<TlsConnector, Body>,
     /// HTTP/1.1-only pooling client for WebSocket upgrades on intercepted connections.
     pub upgrade_client: Client<TlsConnector, Body>,
+    /// Token caches, real AWS keys and phantom accounts of the secrets of kinds other
+    /// than `static` (issue 15).
+    pub credentials: Credentials,
 }
 
 impl fmt::Debug for Generation {
@@ -137,6 +141,8 @@ impl Generation {
         config: Config,
         policy: Policy,
         secrets: SecretSet,
+        env: &CredentialEnv,
+        previous: Option<&Generation>,
     ) -> Result<Generation, TlsSetupError> {
         let roots = tls::load_extra_roots(&config.upstream_ca)?;
         let config = Arc::new(config);
@@ -156,10 +162,15 @@ impl Generation {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST);
+        let tls_client = builder.clone().build(tls_connector);
+        let transport = Arc::new(UpstreamTransport::new(tls_client.clone(), TOKEN_TIMEOUT));
+        let credentials =
+            Credentials::build(&secrets, env, transport, previous.map(|p| &p.credentials));
         Ok(Generation {
             client: builder.clone().set_host(false).build(connector.clone()),
-            tls_client: builder.clone().build(tls_connector),
+            tls_client,
             upgrade_client: builder.build(h1_connector),
+            credentials,
             secrets: Arc::new(secrets),
             config,
             policy,
@@ -205,6 +216,8 @@ pub struct Proxy {
     pub auth: Option<auth::ProxyAuth>,
     /// The session this proxy serves, if it is a `keygate run` session's.
     pub session: Option<SessionTag>,
+    /// The keyring and phantom files the credentials of each generation use.
+    credential_env: CredentialEnv,
 }
 
 impl fmt::Debug for Proxy {
@@ -224,9 +237,23 @@ pub struct ProxyBuilder {
     pipeline: Pipeline,
     auth: Option<auth::ProxyAuth>,
     session: Option<SessionTag>,
+    credential_env: CredentialEnv,
 }
 
 impl ProxyBuilder {
+    /// The keyring, where a rotated OAuth2 refresh token is written back. Default: none
+    /// (rotated tokens are kept in memory only).
+    pub fn store(mut self, store: Arc<dyn crate::secrets::SecretStore>) -> ProxyBuilder {
+        self.credential_env.store = Some(store);
+        self
+    }
+
+    /// `$KEYGATE_HOME/phantoms`, where `google` secrets' phantom accounts are.
+    pub fn phantoms(mut self, dir: std::path::PathBuf) -> ProxyBuilder {
+        self.credential_env.phantoms = Some(dir);
+        self
+    }
+
     /// Serves a `keygate run` session: every client is `session:<id>`.
     pub fn session(mut self, tag: SessionTag) -> ProxyBuilder {
         self.session = Some(tag);
@@ -274,12 +301,19 @@ impl ProxyBuilder {
             .refusal_issuer
             .or_else(|| self.issuer.clone())
             .map(|i| ServerConfigs::new(i, refusal::REFUSAL_LEAF_CACHE_HOSTS));
-        let generation = Generation::build(self.config, self.policy, self.secrets)?;
+        let generation = Generation::build(
+            self.config,
+            self.policy,
+            self.secrets,
+            &self.credential_env,
+            None,
+        )?;
         Ok(Arc::new(Proxy {
             connections: Arc::new(Semaphore::new(max_connections)),
             reloads: tokio::sync::watch::Sender::new(0),
             auth: self.auth,
             session: self.session,
+            credential_env: self.credential_env,
             current: RwLock::new(Arc::new(generation)),
             server_configs: self.issuer.map(|i| ServerConfigs::new(i, LEAF_CACHE_HOSTS)),
             refusal_configs,
@@ -306,6 +340,7 @@ impl Proxy {
             pipeline: Pipeline::default(),
             auth: None,
             session: None,
+            credential_env: CredentialEnv::default(),
         }
     }
 
@@ -337,7 +372,14 @@ impl Proxy {
         policy: Policy,
         secrets: SecretSet,
     ) -> Result<(), TlsSetupError> {
-        let next = Arc::new(Generation::build(config, policy, secrets)?);
+        let previous = self.current();
+        let next = Arc::new(Generation::build(
+            config,
+            policy,
+            secrets,
+            &self.credential_env,
+            Some(&previous),
+        )?);
         match self.current.write() {
             Ok(mut guard) => *guard = next,
             Err(poisoned) => *poisoned.into_inner() = next,

@@ -452,7 +452,10 @@ impl SecretSet {
         let mut missing = Vec::new();
         for b in &mut bindings {
             b.real = store.get(&b.name)?;
-            if b.real.is_none() {
+            // An `aws` secret with a credential command needs no stored value.
+            let from_command =
+                matches!(&b.kind, super::kind::Kind::Aws(aws) if aws.command.is_some());
+            if b.real.is_none() && !from_command {
                 missing.push(Missing {
                     name: b.name.clone(),
                 });

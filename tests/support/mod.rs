@@ -26,6 +26,7 @@ pub mod mirrored;
 pub mod pki;
 pub mod proxy;
 pub mod raw;
+pub mod scripted;
 pub mod secret;
 pub mod stack;
 pub mod started;

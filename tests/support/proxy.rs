@@ -63,6 +63,8 @@ pub struct ProxyBuilder {
     flags: Overrides,
     secrets: Vec<Binding>,
     proxy_auth: Option<String>,
+    store: Option<Arc<dyn keygate::secrets::SecretStore>>,
+    phantoms: Option<PathBuf>,
 }
 
 impl ProxyBuilder {
@@ -76,6 +78,8 @@ impl ProxyBuilder {
             },
             secrets: Vec::new(),
             proxy_auth: None,
+            store: None,
+            phantoms: None,
         }
     }
 
@@ -89,6 +93,18 @@ impl ProxyBuilder {
     /// A proxy with a secret gets a CA of its own, in a temporary home.
     pub fn secret(mut self, secret: &TestSecret) -> ProxyBuilder {
         self.secrets.push(secret.binding());
+        self
+    }
+
+    /// The keyring a rotated refresh token is written back to.
+    pub fn store(mut self, store: Arc<dyn keygate::secrets::SecretStore>) -> ProxyBuilder {
+        self.store = Some(store);
+        self
+    }
+
+    /// Where `google` secrets' phantom accounts are (`$KEYGATE_HOME/phantoms`).
+    pub fn phantoms(mut self, dir: &Path) -> ProxyBuilder {
+        self.phantoms = Some(dir.to_path_buf());
         self
     }
 
@@ -152,6 +168,7 @@ impl ProxyBuilder {
     /// Builds the configuration and serves it on 127.0.0.1:0.
     pub async fn start(self) -> TestProxy {
         let proxy_auth = self.proxy_auth.clone();
+        let (store, phantoms) = (self.store.clone(), self.phantoms.clone());
         let (config, policy, secrets) = self.generation();
         let ca = (config.intercept == Intercept::All || !secrets.is_empty()).then(TestCa::new);
         let (watch_tx, _) = watch::channel(0);
@@ -161,6 +178,12 @@ impl ProxyBuilder {
         };
         let (audit, writer) = AuditLog::to_writer(sink.clone());
         let mut builder = Proxy::builder(config, policy, audit).secrets(secrets);
+        if let Some(store) = store {
+            builder = builder.store(store);
+        }
+        if let Some(dir) = phantoms {
+            builder = builder.phantoms(dir);
+        }
         if let Some(ca) = &ca {
             let loaded = Ca::load(&Home::at(ca.home.path())).expect("load the test CA");
             builder = builder.ca(Arc::new(loaded));

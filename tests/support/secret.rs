@@ -108,6 +108,18 @@ impl TestSecret {
         self
     }
 
+    /// The entry changed by `edit` (a credential kind and its block, say).
+    pub fn with(mut self, edit: impl FnOnce(&mut SecretEntry)) -> TestSecret {
+        edit(&mut self.entry);
+        self
+    }
+
+    /// This real value, exactly (key material: a PEM, a JSON document).
+    pub fn real_exact(mut self, value: &str) -> TestSecret {
+        self.real = Some(value.to_string());
+        self
+    }
+
     /// Registered, but with no value in the keyring.
     pub fn without_value(mut self) -> TestSecret {
         self.real = None;

@@ -10,6 +10,7 @@
 //! that scrub reads it.
 
 pub mod body_swap;
+pub mod credential;
 pub mod decode;
 pub mod filtered;
 pub mod forward;
@@ -99,6 +100,30 @@ pub async fn handle(
         true,
         generation.secrets.clone(),
     );
+    let creds = &generation.credentials;
+    if let Some((binding, account)) = credential::token_endpoint_of(&flow, &parts, creds) {
+        // A `google` secret's token endpoint: keygate answers the agent's exchange of
+        // its phantom JWT itself; nothing goes upstream.
+        event.secret = Some(binding.name.clone());
+        return Ok(
+            match credential::google_token(&binding, account, body).await {
+                Ok(answer) => {
+                    event.reason = Some(format!(
+                        "keygate answered the token exchange for secret `{}` with its phantom token",
+                        binding.name
+                    ));
+                    event.status = Some(answer.status().as_u16());
+                    event.ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    proxy.audit.record(event);
+                    answer
+                }
+                Err(err) => proxy.refuse(event, &err, &what, started),
+            },
+        );
+    }
+    if let Err(err) = credential::mint(&mut flow, &parts, creds).await {
+        return Ok(proxy.refuse(event, &err, &what, started));
+    }
     if let Err(refuse) = proxy.pipeline.on_request(&mut flow, &mut parts) {
         event.secret = flow.tripped.clone();
         let err = match unbound_since_connect(&conn, &generation, &refuse, &flow) {
@@ -127,6 +152,14 @@ pub async fn handle(
     let upgrade = upgrade_request(&parts.headers, parts.version)
         .then_some(client_upgrade)
         .flatten();
+    // The host the client signed, for SigV4 (HTTP/1.1 Host, h2 :authority).
+    let authority = parts
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default();
     prepare(&mut parts, &conn.host, conn.port, upgrade.is_some());
     // Frames to a host a secret is bound to are read, so they must stay readable.
     let frames = upgrade.as_ref().and_then(|_| FramePolicy::for_flow(&flow));
@@ -174,6 +207,34 @@ pub async fn handle(
             }
         },
     };
+    // An `aws` secret: the phantom signature verified, the request signed again with
+    // the real keys (the body hashed whole, within limits.max_signed_body, only when the
+    // client declared no payload hash).
+    let body = match credential::resign_aws(
+        &flow,
+        &mut parts,
+        &authority,
+        body,
+        has_body,
+        limits.max_signed_body,
+        creds,
+    )
+    .await
+    {
+        Ok(resigned) => {
+            if let Some(name) = resigned.secret {
+                flow_record.update(|e| e.secret = Some(name));
+            }
+            resigned.body
+        }
+        Err(err) => {
+            if let Some(tripped) = tripped.lock().ok().and_then(|mut t| t.take()) {
+                flow_record.update(|e| e.secret = Some(tripped.secret.clone()));
+                return Ok(fail(&flow_record, ProxyError::Addon(tripped.refuse), &what));
+            }
+            return Ok(fail(&flow_record, err, &what));
+        }
+    };
     let request = Request::from_parts(parts, body);
     let client = if upgrade.is_some() {
         &generation.upgrade_client
@@ -199,6 +260,7 @@ pub async fn handle(
         }
     };
     flow_record.update(|e| e.status = Some(response.status().as_u16()));
+    credential::on_status(&flow, response.status(), creds);
     if response.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client_side) = upgrade
     {
@@ -431,4 +493,13 @@ fn bridge(
         }
     }
     reply
+}
+
+/// Compile-time guard: the request future must stay `Send` (hyper's executor spawns
+/// it). A non-`Send` await inside `handle` shows up here by name, rather than as a
+/// puzzling trait error where the connection is served.
+#[allow(dead_code)]
+fn _handle_is_send(conn: Arc<Intercepted>, req: Request<Incoming>) {
+    fn send<T: Send>(_: T) {}
+    send(handle(conn, req));
 }

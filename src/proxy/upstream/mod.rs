@@ -6,6 +6,7 @@
 //! same checks at the moment it connects (a pooled connection was checked when made).
 //! For intercepted connections, [`tls`] adds the verified TLS handshake on top.
 
+pub mod credentials;
 pub mod tls;
 
 use std::future::Future;
