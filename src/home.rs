@@ -86,6 +86,11 @@ impl Home {
     pub fn phantoms_dir(&self) -> PathBuf {
         self.root.join("phantoms")
     }
+    /// `tokens.json`: when each secret's current minted token expires (times only,
+    /// never a token), written by the running keygate for `keygate secret list`.
+    pub fn tokens_file(&self) -> PathBuf {
+        self.root.join("tokens.json")
+    }
     /// `phantoms/NAME.json`: the phantom service-account JSON of `google` secret `NAME`.
     pub fn phantom_file(&self, name: &str) -> PathBuf {
         self.phantoms_dir().join(format!("{name}.json"))

@@ -182,7 +182,9 @@ pub fn with_credentials(
     builder: keygate::proxy::ProxyBuilder,
     home: &Home,
 ) -> keygate::proxy::ProxyBuilder {
-    let builder = builder.phantoms(home.phantoms_dir());
+    let builder = builder
+        .phantoms(home.phantoms_dir())
+        .tokens_file(home.tokens_file());
     match open_store() {
         Ok(store) => builder.store(std::sync::Arc::new(store)),
         Err(_) => builder,

@@ -254,6 +254,13 @@ impl ProxyBuilder {
         self
     }
 
+    /// `$KEYGATE_HOME/tokens.json`, where each minted token's expiry is noted for
+    /// `keygate secret list`. Default: not noted.
+    pub fn tokens_file(mut self, path: std::path::PathBuf) -> ProxyBuilder {
+        self.credential_env.tokens_file = Some(path);
+        self
+    }
+
     /// Serves a `keygate run` session: every client is `session:<id>`.
     pub fn session(mut self, tag: SessionTag) -> ProxyBuilder {
         self.session = Some(tag);

@@ -143,8 +143,9 @@ async fn oauth2_client_credentials_are_minted_once_shared_and_never_shown() {
     )
     .await;
     let api = ApiUpstream::start(&pki, &[API], Alpn::H2AndHttp1).await;
+    let tokens_file = dir.path().join("tokens.json");
     let proxy = proxy(&pki, &dir, &[(AUTH, auth.addr), (API, api.addr)], |b| {
-        b.secret(&secret)
+        b.secret(&secret).tokens_file(&tokens_file)
     })
     .await;
     let bearer = format!("Bearer {}", secret.dummy());
@@ -195,6 +196,18 @@ async fn oauth2_client_credentials_are_minted_once_shared_and_never_shown() {
     assert_eq!(token_requests[0].field("scope").as_deref(), Some("read"));
     let event = proxy.event("request", |e| e["path"] == "/v1/items/0").await;
     assert_eq!(event["secret"], "oauth-cc");
+    // `keygate secret list` learns the token's expiry from tokens.json: a time, no token.
+    let mut noted = keygate::credentials::expiry::read(&tokens_file);
+    for _ in 0..100 {
+        if noted.contains_key("oauth-cc") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        noted = keygate::credentials::expiry::read(&tokens_file);
+    }
+    assert!(noted["oauth-cc"].expires_at.ends_with('Z'), "{noted:?}");
+    let text = std::fs::read_to_string(&tokens_file).unwrap();
+    assert!(!text.contains(&token) && !text.contains(secret.real()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -637,9 +650,9 @@ fn aws_endpoint(
             Ok(Some(s)) => s,
             _ => return scripted::json(StatusCode::FORBIDDEN, &json!({"message": "not signed"})),
         };
-        let hash = match r.parts.headers.get("x-amz-content-sha256") {
+        let hash = match sigv4::declared_payload_hash(&r.parts, &signed) {
+            Some(declared) if declared == sigv4::UNSIGNED_PAYLOAD => declared,
             Some(declared) => {
-                let declared = declared.to_str().unwrap().to_string();
                 if declared != sigv4::sha256_hex(&r.body) {
                     return scripted::json(
                         StatusCode::BAD_REQUEST,
@@ -958,4 +971,91 @@ async fn aws_phantom_keys_sent_to_a_host_they_are_not_bound_to_trip_the_wire() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
     assert!(text.contains("tripwire"), "{text}");
     assert!(api.seen().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_a_presigned_url_is_re_signed_in_the_query() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let real = real_aws();
+    let (secret, phantom) = aws_secret("s3-presigned", &[BUCKET], Some(&real));
+    let s3 = Scripted::start(&pki, &[BUCKET], aws_endpoint(BUCKET, real.clone())).await;
+    let proxy = proxy(&pki, &dir, &[(BUCKET, s3.addr)], |b| b.secret(&secret)).await;
+    let mut saw = ClientSaw::default();
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let amz_date = now.format(&fmt).unwrap();
+    let placeholder = format!(
+        "/report.csv?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={}%2F{}%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date={amz_date}&X-Amz-Expires=300&X-Amz-SignedHeaders=host&X-Amz-Signature={}",
+        phantom.access_key_id,
+        &amz_date[..8],
+        "0".repeat(64)
+    );
+    let mut conn = Conn::open(&proxy, BUCKET, Version::HTTP_11).await;
+    let req = conn.get(BUCKET, &placeholder, &[]);
+    let (mut parts, b) = req.into_parts();
+    let template = sigv4::parse(&parts).unwrap().unwrap();
+    sigv4::resign(
+        &mut parts,
+        BUCKET,
+        sigv4::UNSIGNED_PAYLOAD,
+        &template,
+        &phantom,
+    )
+    .unwrap();
+    let (head, text) = saw
+        .read(conn.send(Request::from_parts(parts, b)).await)
+        .await;
+    assert_eq!(head.status, StatusCode::OK, "{text}");
+    let query = s3.received()[0].parts.uri.query().unwrap().to_string();
+    assert!(query.contains("AKIAREALREALREAL0001"), "{query}");
+    assert!(!query.contains(&phantom.access_key_id), "{query}");
+    assert_no_leak(real.secret_access_key.as_str(), &proxy, &saw);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_the_upstream_rejects_with_401_is_minted_again_next_time() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = oauth2_secret("oauth-revoked", GrantName::ClientCredentials);
+    let tag = unique();
+    let mints = Arc::new(AtomicUsize::new(0));
+    let auth = Scripted::start(
+        &pki,
+        &[AUTH],
+        client_credentials_endpoint(
+            "client-1",
+            secret.real().into(),
+            tag.clone(),
+            3600,
+            mints.clone(),
+        ),
+    )
+    .await;
+    // The API has revoked the first token before its expiry.
+    let revoked = format!("Bearer at-1-{tag}");
+    let api = Scripted::start(&pki, &[API], move |r: &Received| {
+        let status = match r.header("authorization") {
+            Some(a) if a == revoked => StatusCode::UNAUTHORIZED,
+            Some(_) => StatusCode::OK,
+            None => StatusCode::BAD_REQUEST,
+        };
+        scripted::json(status, &json!({}))
+    })
+    .await;
+    let proxy = proxy(&pki, &dir, &[(AUTH, auth.addr), (API, api.addr)], |b| {
+        b.secret(&secret)
+    })
+    .await;
+    let mut saw = ClientSaw::default();
+    let bearer = format!("Bearer {}", secret.dummy());
+    let (status, _) = get(&proxy, API, "/a", &[("authorization", &bearer)], &mut saw).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the upstream's answer, passed on"
+    );
+    let (status, _) = get(&proxy, API, "/b", &[("authorization", &bearer)], &mut saw).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(mints.load(Ordering::SeqCst), 2);
 }

@@ -65,6 +65,7 @@ pub struct ProxyBuilder {
     proxy_auth: Option<String>,
     store: Option<Arc<dyn keygate::secrets::SecretStore>>,
     phantoms: Option<PathBuf>,
+    tokens_file: Option<PathBuf>,
 }
 
 impl ProxyBuilder {
@@ -80,6 +81,7 @@ impl ProxyBuilder {
             proxy_auth: None,
             store: None,
             phantoms: None,
+            tokens_file: None,
         }
     }
 
@@ -105,6 +107,12 @@ impl ProxyBuilder {
     /// Where `google` secrets' phantom accounts are (`$KEYGATE_HOME/phantoms`).
     pub fn phantoms(mut self, dir: &Path) -> ProxyBuilder {
         self.phantoms = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Where minted tokens' expiries are noted (`$KEYGATE_HOME/tokens.json`).
+    pub fn tokens_file(mut self, path: &Path) -> ProxyBuilder {
+        self.tokens_file = Some(path.to_path_buf());
         self
     }
 
@@ -169,6 +177,7 @@ impl ProxyBuilder {
     pub async fn start(self) -> TestProxy {
         let proxy_auth = self.proxy_auth.clone();
         let (store, phantoms) = (self.store.clone(), self.phantoms.clone());
+        let tokens_file = self.tokens_file.clone();
         let (config, policy, secrets) = self.generation();
         let ca = (config.intercept == Intercept::All || !secrets.is_empty()).then(TestCa::new);
         let (watch_tx, _) = watch::channel(0);
@@ -183,6 +192,9 @@ impl ProxyBuilder {
         }
         if let Some(dir) = phantoms {
             builder = builder.phantoms(dir);
+        }
+        if let Some(path) = tokens_file {
+            builder = builder.tokens_file(path);
         }
         if let Some(ca) = &ca {
             let loaded = Ca::load(&Home::at(ca.home.path())).expect("load the test CA");

@@ -83,6 +83,7 @@ pub async fn mint(
                 "the token endpoint answered a token that cannot go in an HTTP header".into(),
             )
         })?;
+        creds.note_expiry(name, token.expires_at);
         flow.minted.push((name.clone(), value));
     }
     Ok(())

@@ -104,6 +104,8 @@ pub struct CredentialEnv {
     pub store: Option<Arc<dyn SecretStore>>,
     /// `$KEYGATE_HOME/phantoms`, where a `google` secret's phantom account is.
     pub phantoms: Option<PathBuf>,
+    /// `$KEYGATE_HOME/tokens.json`, where each minted token's expiry is noted.
+    pub tokens_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for CredentialEnv {
@@ -111,6 +113,7 @@ impl std::fmt::Debug for CredentialEnv {
         f.debug_struct("CredentialEnv")
             .field("store", &self.store.as_ref().map(|s| s.backend()))
             .field("phantoms", &self.phantoms)
+            .field("tokens_file", &self.tokens_file)
             .finish()
     }
 }
@@ -240,6 +243,9 @@ pub struct Credentials {
     /// What each cache was built from, to keep it across a reload that changed nothing.
     built_from: HashMap<String, Arc<Binding>>,
     transport: Arc<dyn Transport>,
+    /// Where expiries are noted, and the last one noted per secret.
+    tokens_file: Option<PathBuf>,
+    noted: std::sync::Mutex<HashMap<String, SystemTime>>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -269,6 +275,8 @@ impl Credentials {
             problems: HashMap::new(),
             built_from: HashMap::new(),
             transport,
+            tokens_file: env.tokens_file.clone(),
+            noted: std::sync::Mutex::default(),
         };
         for binding in secrets.iter() {
             let name = binding.name.clone();
@@ -330,6 +338,29 @@ impl Credentials {
             }
         }
         creds
+    }
+
+    /// Notes that `name`'s current token expires at `expires_at` in `tokens.json` (off
+    /// the request path, and only when it changed).
+    pub fn note_expiry(&self, name: &str, expires_at: SystemTime) {
+        let Some(path) = self.tokens_file.clone() else {
+            return;
+        };
+        let mut noted = self.noted.lock().unwrap_or_else(|p| p.into_inner());
+        if noted.get(name) == Some(&expires_at) {
+            return;
+        }
+        noted.insert(name.to_string(), expires_at);
+        let name = name.to_string();
+        let write = move || {
+            if let Err(e) = crate::credentials::expiry::record(&path, &name, expires_at) {
+                tracing::debug!(secret = %name, "cannot note the token's expiry in {}: {e}", path.display());
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(write)),
+            Err(_) => write(),
+        }
     }
 
     /// The token cache of minted secret `name`.
