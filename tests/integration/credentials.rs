@@ -582,6 +582,31 @@ async fn google_the_agent_gets_a_phantom_token_and_the_api_a_minted_one() {
         [format!("Bearer {real_token}").as_str()]
     );
     assert_eq!(token_server.received().len(), 1, "keygate minted once");
+    // A self-signed JWT (what Google's libraries send with always_use_jwt_access) signed
+    // by the phantom key is replaced by the minted token too.
+    let claims = json!({
+        "iss": "agent@proj.iam.gserviceaccount.com",
+        "sub": "agent@proj.iam.gserviceaccount.com",
+        "aud": format!("https://{VERTEX}/"),
+        "iat": now, "exp": now + 3600,
+    });
+    let self_signed = jwt::sign(&phantom_key, Some("phantom-1"), &claims).unwrap();
+    let bearer = format!("Bearer {}", self_signed.as_str());
+    let (status, text) = get(
+        &proxy,
+        VERTEX,
+        path,
+        &[("authorization", &bearer)],
+        &mut saw,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let seen = vertex.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[1].header("authorization"),
+        [format!("Bearer {real_token}").as_str()]
+    );
     assert_no_leak(&real_token, &proxy, &saw);
     assert_no_leak("real-key-1", &proxy, &saw);
 }

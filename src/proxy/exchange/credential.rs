@@ -53,13 +53,22 @@ fn carries(parts: &Parts, binding: &Binding) -> bool {
 /// Fills `flow.minted` with the current token of every minted secret whose phantom the
 /// request carries. A token that cannot be minted is a 502 naming the secret, the
 /// endpoint and what to do.
+///
+/// A `google` secret's phantom may also come as a self-signed JWT (Google's client
+/// libraries send one as the bearer instead of exchanging it, with
+/// `always_use_jwt_access`): one that verifies with the phantom account is replaced here
+/// by a minted token, since no dummy is in it for the swap to find.
 pub async fn mint(
     flow: &mut FlowContext,
-    parts: &Parts,
+    parts: &mut Parts,
     creds: &Credentials,
 ) -> Result<(), ProxyError> {
     for binding in flow.bound() {
-        if !binding.kind.is_minted() || binding.real.is_none() || !carries(parts, &binding) {
+        if !binding.kind.is_minted() || binding.real.is_none() {
+            continue;
+        }
+        let self_signed = !carries(parts, &binding) && self_signed_jwt(parts, &binding, creds);
+        if !carries(parts, &binding) && !self_signed {
             continue;
         }
         // Least privilege refuses it next; nothing to mint for.
@@ -84,9 +93,40 @@ pub async fn mint(
             )
         })?;
         creds.note_expiry(name, token.expires_at);
+        if self_signed {
+            let bearer = zeroize::Zeroizing::new(format!("Bearer {}", value.expose()));
+            if let Ok(mut header) = HeaderValue::from_str(&bearer) {
+                header.set_sensitive(true);
+                parts.headers.insert(http::header::AUTHORIZATION, header);
+                flow.swapped.push(name.clone());
+            }
+        }
         flow.minted.push((name.clone(), value));
     }
     Ok(())
+}
+
+/// The request's bearer is a JWT that `binding`'s phantom account signed.
+fn self_signed_jwt(parts: &Parts, binding: &Binding, creds: &Credentials) -> bool {
+    let Some(account) = creds.google(&binding.name) else {
+        return false;
+    };
+    let Some(token) = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| t.starts_with("eyJ"))
+    else {
+        return false;
+    };
+    jwt::verify(
+        token.trim(),
+        &account.key,
+        SystemTime::now(),
+        jwt::DEFAULT_LEEWAY,
+    )
+    .is_ok_and(|claims| claims.get("iss").and_then(|v| v.as_str()) == Some(&account.client_email))
 }
 
 fn mint_failed(name: &str, why: String) -> ProxyError {

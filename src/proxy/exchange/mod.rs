@@ -121,7 +121,7 @@ pub async fn handle(
             },
         );
     }
-    if let Err(err) = credential::mint(&mut flow, &parts, creds).await {
+    if let Err(err) = credential::mint(&mut flow, &mut parts, creds).await {
         return Ok(proxy.refuse(event, &err, &what, started));
     }
     if let Err(refuse) = proxy.pipeline.on_request(&mut flow, &mut parts) {
