@@ -63,6 +63,9 @@ pub async fn mint(
     parts: &mut Parts,
     creds: &Credentials,
 ) -> Result<(), ProxyError> {
+    if !creds.any_minted() {
+        return Ok(());
+    }
     for binding in flow.bound() {
         if !binding.kind.is_minted() || binding.real.is_none() {
             continue;
@@ -160,7 +163,7 @@ pub fn token_endpoint_of<'a>(
     parts: &Parts,
     creds: &'a Credentials,
 ) -> Option<(std::sync::Arc<Binding>, &'a PhantomAccount)> {
-    if parts.method != Method::POST {
+    if parts.method != Method::POST || !creds.any_minted() {
         return None;
     }
     flow.bound().into_iter().find_map(|b| {
@@ -292,6 +295,9 @@ pub async fn resign_aws(
     max_body: usize,
     creds: &Credentials,
 ) -> Result<Resigned, ProxyError> {
+    if !creds.any_aws() {
+        return Ok(Resigned { body, secret: None });
+    }
     let aws: Vec<_> = flow
         .bound()
         .into_iter()

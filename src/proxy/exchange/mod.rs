@@ -153,13 +153,16 @@ pub async fn handle(
         .then_some(client_upgrade)
         .flatten();
     // The host the client signed, for SigV4 (HTTP/1.1 Host, h2 :authority).
-    let authority = parts
-        .headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
-        .unwrap_or_default();
+    let authority = match creds.any_aws() {
+        true => parts
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+            .unwrap_or_default(),
+        false => String::new(),
+    };
     prepare(&mut parts, &conn.host, conn.port, upgrade.is_some());
     // Frames to a host a secret is bound to are read, so they must stay readable.
     let frames = upgrade.as_ref().and_then(|_| FramePolicy::for_flow(&flow));

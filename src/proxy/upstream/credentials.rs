@@ -246,6 +246,9 @@ pub struct Credentials {
     /// Where expiries are noted, and the last one noted per secret.
     tokens_file: Option<PathBuf>,
     noted: std::sync::Mutex<HashMap<String, SystemTime>>,
+    /// Some secret is of a minted kind / of kind `aws` (the request path's fast checks).
+    any_minted: bool,
+    any_aws: bool,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -277,6 +280,8 @@ impl Credentials {
             transport,
             tokens_file: env.tokens_file.clone(),
             noted: std::sync::Mutex::default(),
+            any_minted: secrets.iter().any(|b| b.kind.is_minted()),
+            any_aws: secrets.iter().any(|b| matches!(b.kind, Kind::Aws(_))),
         };
         for binding in secrets.iter() {
             let name = binding.name.clone();
@@ -361,6 +366,16 @@ impl Credentials {
             Ok(handle) => drop(handle.spawn_blocking(write)),
             Err(_) => write(),
         }
+    }
+
+    /// True when some secret is of a minted kind (`oauth2`, `github-app`, `google`).
+    pub fn any_minted(&self) -> bool {
+        self.any_minted
+    }
+
+    /// True when some secret is of kind `aws`.
+    pub fn any_aws(&self) -> bool {
+        self.any_aws
     }
 
     /// The token cache of minted secret `name`.
