@@ -182,12 +182,45 @@ pub fn with_credentials(
     builder: keygate::proxy::ProxyBuilder,
     home: &Home,
 ) -> keygate::proxy::ProxyBuilder {
-    let builder = builder
+    builder
         .phantoms(home.phantoms_dir())
-        .tokens_file(home.tokens_file());
-    match open_store() {
-        Ok(store) => builder.store(std::sync::Arc::new(store)),
-        Err(_) => builder,
+        .tokens_file(home.tokens_file())
+        .store(std::sync::Arc::new(LazyStore::default()))
+}
+
+/// The keyring, opened on first use: only a rotated refresh token needs it once keygate
+/// runs, and most runs have none (so no backend notice is printed for nothing).
+#[derive(Default)]
+struct LazyStore(std::sync::OnceLock<Result<KeyringStore, keygate::secrets::StoreError>>);
+
+impl LazyStore {
+    fn store(&self) -> Result<&KeyringStore, keygate::secrets::StoreError> {
+        self.0
+            .get_or_init(|| keyring::open(std::env::var(keyring::BACKEND_ENV).ok().as_deref()))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+impl keygate::secrets::SecretStore for LazyStore {
+    fn backend(&self) -> &'static str {
+        self.store().map_or("keyring", |s| s.backend())
+    }
+    fn get(
+        &self,
+        name: &str,
+    ) -> Result<Option<keygate::secrets::SecretValue>, keygate::secrets::StoreError> {
+        self.store()?.get(name)
+    }
+    fn set(
+        &self,
+        name: &str,
+        value: &keygate::secrets::SecretValue,
+    ) -> Result<(), keygate::secrets::StoreError> {
+        self.store()?.set(name, value)
+    }
+    fn delete(&self, name: &str) -> Result<bool, keygate::secrets::StoreError> {
+        self.store()?.delete(name)
     }
 }
 
