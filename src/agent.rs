@@ -77,13 +77,15 @@ const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERI
     .remove(b'~');
 
 /// Builds the agent environment for a proxy at `proxy` (with its credentials, if it
-/// requires them), the CA certificate `ca_cert`, the trust bundle `bundle`, and the
-/// registered secrets.
+/// requires them), the CA certificate `ca_cert`, the trust bundle `bundle`, the
+/// directory of the phantom files as the agent sees it (`phantoms`), and the registered
+/// secrets.
 pub fn agent_env(
     proxy: SocketAddr,
     credentials: Option<&SecretValue>,
     ca_cert: &Path,
     bundle: &Path,
+    phantoms: &Path,
     secrets: impl IntoIterator<Item = impl std::ops::Deref<Target = Binding>>,
 ) -> AgentEnv {
     let mut set = BTreeMap::new();
@@ -105,10 +107,38 @@ pub fn agent_env(
         for var in &binding.env {
             set.insert(var.clone(), binding.dummy.clone());
         }
+        kind_env(&binding, phantoms, &mut set);
     }
     AgentEnv {
         set,
         unset: UNSET_VARS.iter().map(|v| v.to_string()).collect(),
+    }
+}
+
+/// What a credential kind gives the agent besides its dummy: the phantom AWS secret key
+/// and session token, the phantom service-account file.
+fn kind_env(binding: &Binding, phantoms: &Path, set: &mut BTreeMap<String, String>) {
+    use crate::secrets::kind::Kind;
+    match &binding.kind {
+        Kind::Aws(aws) => {
+            set.insert("AWS_ACCESS_KEY_ID".into(), binding.dummy.clone());
+            set.insert(
+                "AWS_SECRET_ACCESS_KEY".into(),
+                aws.secret_access_key.clone(),
+            );
+            match &aws.session_token {
+                Some(token) => set.insert("AWS_SESSION_TOKEN".into(), token.clone()),
+                None => set.remove("AWS_SESSION_TOKEN"),
+            };
+        }
+        Kind::Google(_) => {
+            let file = phantoms.join(format!("{}.json", binding.name));
+            set.insert(
+                "GOOGLE_APPLICATION_CREDENTIALS".into(),
+                file.display().to_string(),
+            );
+        }
+        _ => {}
     }
 }
 

@@ -124,7 +124,7 @@ pub struct RunArgs {
 pub enum SecretCommand {
     /// Store a secret in the keyring and register it; prints the dummy the agent should
     /// hold on the last line of stdout
-    Add(SecretAddArgs),
+    Add(Box<SecretAddArgs>),
     /// List registered secrets (never their values)
     List(SecretListArgs),
     /// Remove a secret from the keyring and the registry
@@ -158,6 +158,39 @@ pub enum BodyArg {
     Form,
     /// Any body, the value as is
     Text,
+}
+
+/// `secret add --kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// A key swapped for its dummy
+    Static,
+    /// AWS credentials: SigV4 requests re-signed
+    Aws,
+    /// A Google service account: access tokens minted
+    Google,
+    /// OAuth2 client credentials or refresh token: access tokens minted
+    Oauth2,
+    /// A GitHub App installation: installation tokens minted
+    GithubApp,
+}
+
+/// `secret add --grant`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GrantArg {
+    /// Client credentials (the keyring holds the client secret)
+    ClientCredentials,
+    /// Refresh token (the keyring holds the refresh token)
+    RefreshToken,
+}
+
+/// `secret add --client-auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientAuthArg {
+    /// HTTP Basic
+    Basic,
+    /// In the form body
+    Post,
 }
 
 /// `keygate secret add`: NAME alone uses the recipe addons/NAME.yaml for the rest.
@@ -194,11 +227,48 @@ pub struct SecretAddArgs {
     #[arg(long, value_enum, value_name = "KIND")]
     pub body: Option<BodyArg>,
     /// Read the value from standard input
-    #[arg(long, conflicts_with = "from_env")]
+    #[arg(long, conflicts_with_all = ["from_env", "from_file"])]
     pub stdin: bool,
     /// Read the value from this environment variable
-    #[arg(long, value_name = "VAR")]
+    #[arg(long, value_name = "VAR", conflicts_with = "from_file")]
     pub from_env: Option<String>,
+    /// Read the value from this file (a service-account JSON, a GitHub App .pem, AWS
+    /// credentials as JSON)
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<std::path::PathBuf>,
+    /// The credential kind [default: the recipe's, else static]
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub kind: Option<KindArg>,
+    /// oauth2: the token endpoint (https)
+    #[arg(long, value_name = "URL")]
+    pub token_url: Option<String>,
+    /// oauth2: the client id
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// oauth2, google: a scope to ask for (repeatable)
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// oauth2: the grant keygate mints with; the keyring holds the client secret
+    /// (client-credentials) or the refresh token (refresh-token)
+    #[arg(long, value_enum, value_name = "GRANT")]
+    pub grant: Option<GrantArg>,
+    /// oauth2: how the client authenticates at the token endpoint
+    #[arg(long, value_enum, value_name = "AUTH")]
+    pub client_auth: Option<ClientAuthArg>,
+    /// github-app: the App id (or client id)
+    #[arg(long, value_name = "ID")]
+    pub app_id: Option<String>,
+    /// github-app: the installation id
+    #[arg(long, value_name = "ID")]
+    pub installation_id: Option<u64>,
+    /// github-app: the API root [default: https://api.github.com]
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
+    /// aws: get the real credentials by running this credential_process-style command
+    /// (words split on spaces) instead of storing them, e.g.
+    /// 'aws configure export-credentials --profile dev --format process'
+    #[arg(long, value_name = "COMMAND")]
+    pub aws_command: Option<String>,
     /// Replace a keyring value that this home did not register (the keyring is per
     /// user: another home, or an earlier install, may be using it)
     #[arg(long)]

@@ -25,6 +25,8 @@ mod clients;
 mod compressed;
 #[path = "integration/containment.rs"]
 mod containment;
+#[path = "integration/credential_cli.rs"]
+mod credential_cli;
 #[path = "integration/credentials.rs"]
 mod credentials;
 #[path = "integration/diagnostics.rs"]

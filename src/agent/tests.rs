@@ -44,8 +44,61 @@ fn sample() -> AgentEnv {
         None,
         &PathBuf::from("/h/ca/keygate-ca.pem"),
         &PathBuf::from("/h/ca/bundle.pem"),
+        &PathBuf::from("/h/phantoms"),
         &secrets,
     )
+}
+
+#[test]
+fn credential_kinds_give_their_phantoms_and_nothing_real() {
+    use crate::secrets::kind::{AwsBlock, GoogleBlock, KindName};
+    let recipe = |name: &str| {
+        crate::secrets::recipe::find(name, std::path::Path::new("/nonexistent"))
+            .unwrap()
+            .unwrap()
+    };
+    let mut aws = recipe("bedrock").entry("bedrock").unwrap();
+    aws.aws = Some(AwsBlock {
+        secret_access_key: "keygateDummyPhantomSecret0123456789abcdef".into(),
+        session_token: Some("IQoJkeygateDummyToken0123456789".into()),
+        command: None,
+    });
+    assert_eq!(aws.kind, KindName::Aws);
+    let mut aws = aws.validate().unwrap();
+    aws.real = Some(
+        SecretValue::new(r#"{"access_key_id":"AKIAREAL","secret_access_key":"realsecret"}"#.into())
+            .unwrap(),
+    );
+    let mut google = recipe("vertex").entry("vertex").unwrap();
+    google.google = Some(GoogleBlock::default());
+    let google = google.validate().unwrap();
+    let env = agent_env(
+        "127.0.0.1:8877".parse().unwrap(),
+        None,
+        &PathBuf::from("/h/ca/keygate-ca.pem"),
+        &PathBuf::from("/h/ca/bundle.pem"),
+        &PathBuf::from("/s/phantoms"),
+        [&aws, &google],
+    );
+    assert_eq!(env.set["AWS_ACCESS_KEY_ID"], aws.dummy);
+    assert!(aws.dummy.starts_with("AKIAKEYGATEDUMMY"));
+    assert_eq!(
+        env.set["AWS_SECRET_ACCESS_KEY"],
+        "keygateDummyPhantomSecret0123456789abcdef"
+    );
+    assert_eq!(
+        env.set["AWS_SESSION_TOKEN"],
+        "IQoJkeygateDummyToken0123456789"
+    );
+    assert_eq!(
+        env.set["GOOGLE_APPLICATION_CREDENTIALS"],
+        "/s/phantoms/vertex.json"
+    );
+    let all = format!("{:?}", env.set);
+    assert!(
+        !all.contains("realsecret") && !all.contains("AKIAREAL"),
+        "{all}"
+    );
 }
 
 #[test]

@@ -117,7 +117,7 @@ pub fn run(home: &Home) -> Result<(), Failure> {
             Some(e) => (e.addr, None),
             None => (listen, credentials),
         };
-        let env = agent::agent_env(addr, credentials.as_ref(), &home.ca_cert(), &home.bundle(), &bindings);
+        let env = agent::agent_env(addr, credentials.as_ref(), &home.ca_cert(), &home.bundle(), &home.phantoms_dir(), &bindings);
         runtimes::probe_runtimes(&env, &mut report).await;
         if let Some(e) = embedded {
             e.stop().await;

@@ -18,6 +18,7 @@ pub fn run(home: &Home, shell: ShellArg) -> Result<(), Failure> {
         credentials.as_ref(),
         &home.ca_cert(),
         &home.bundle(),
+        &home.phantoms_dir(),
         &bindings,
     );
     let shell = match shell {

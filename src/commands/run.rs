@@ -107,6 +107,7 @@ pub fn run(home: &Home, mut args: RunArgs) -> Result<u8, Failure> {
             credentials.as_ref(),
             &home.ca_cert(),
             &home.bundle(),
+            &home.phantoms_dir(),
             &bindings,
         );
         let status = spawn_and_wait(&args.command, &env, &leaking).await;

@@ -9,11 +9,16 @@ use keygate::secrets::registry::{EnvVars, validate_name};
 use keygate::secrets::{BodyMode, SecretEntry, SecretStore, SecretValue, dummy, recipe};
 
 use super::{Failure, load_registry, open_store, save_registry};
-use crate::cli::{BodyArg, SecretAddArgs, SecretCommand};
+use crate::cli::{BodyArg, ClientAuthArg, GrantArg, KindArg, SecretAddArgs, SecretCommand};
+use keygate::secrets::kind::{
+    AwsBlock, AwsCredentials, ClientAuthName, GithubAppBlock, GoogleBlock, GrantName, KindName,
+    Oauth2Block,
+};
+use zeroize::Zeroizing;
 
 pub fn run(home: &Home, cmd: SecretCommand) -> Result<(), Failure> {
     match cmd {
-        SecretCommand::Add(args) => add(home, args),
+        SecretCommand::Add(args) => add(home, *args),
         SecretCommand::List(args) => super::secret_list::list(home, args),
         SecretCommand::Rm { name, force } => rm(home, &name, force),
     }
@@ -117,11 +122,241 @@ fn apply_flags(entry: &mut SecretEntry, args: &SecretAddArgs) -> Result<(), Fail
             BodyArg::Text => BodyMode::Text,
         });
     }
+    apply_kind_flags(entry, args)
+}
+
+/// `--kind` and the flags of each kind's block; a flag of another kind is an error.
+fn apply_kind_flags(entry: &mut SecretEntry, args: &SecretAddArgs) -> Result<(), Failure> {
+    if let Some(kind) = args.kind {
+        entry.kind = match kind {
+            KindArg::Static => KindName::Static,
+            KindArg::Aws => KindName::Aws,
+            KindArg::Google => KindName::Google,
+            KindArg::Oauth2 => KindName::Oauth2,
+            KindArg::GithubApp => KindName::GithubApp,
+        };
+    }
+    let kind = entry.kind;
+    let name = &args.name;
+    let wrong = |flags: &str, want: &str| {
+        Failure::usage(anyhow!(
+            "{flags} belong to --kind {want}, and `{name}` is of kind {}; add --kind {want} (or leave the flags out)",
+            kind.as_str()
+        ))
+    };
+    let oauth2_flags = args.token_url.is_some()
+        || args.client_id.is_some()
+        || args.grant.is_some()
+        || args.client_auth.is_some();
+    if oauth2_flags && kind != KindName::Oauth2 {
+        return Err(wrong(
+            "--token-url, --client-id, --grant and --client-auth",
+            "oauth2",
+        ));
+    }
+    let github_flags =
+        args.app_id.is_some() || args.installation_id.is_some() || args.api_url.is_some();
+    if github_flags && kind != KindName::GithubApp {
+        return Err(wrong(
+            "--app-id, --installation-id and --api-url",
+            "github-app",
+        ));
+    }
+    if args.aws_command.is_some() && kind != KindName::Aws {
+        return Err(wrong("--aws-command", "aws"));
+    }
+    if !args.scopes.is_empty() && !matches!(kind, KindName::Oauth2 | KindName::Google) {
+        return Err(wrong("--scope", "oauth2 or google"));
+    }
+    match kind {
+        KindName::Static => {}
+        KindName::Oauth2 => {
+            let block = entry.oauth2.get_or_insert_with(Oauth2Block::default);
+            if let Some(url) = &args.token_url {
+                block.token_url = url.clone();
+            }
+            if let Some(id) = &args.client_id {
+                block.client_id = id.clone();
+            }
+            if !args.scopes.is_empty() {
+                block.scopes = args.scopes.clone();
+            }
+            if let Some(grant) = args.grant {
+                block.grant = match grant {
+                    GrantArg::ClientCredentials => GrantName::ClientCredentials,
+                    GrantArg::RefreshToken => GrantName::RefreshToken,
+                };
+            }
+            if let Some(auth) = args.client_auth {
+                block.client_auth = match auth {
+                    ClientAuthArg::Basic => ClientAuthName::Basic,
+                    ClientAuthArg::Post => ClientAuthName::Post,
+                };
+            }
+            let mut missing = Vec::new();
+            if block.token_url.is_empty() {
+                missing.push("--token-url URL");
+            }
+            if block.client_id.is_empty() {
+                missing.push("--client-id ID");
+            }
+            if entry.hosts.is_empty() {
+                missing.push("--host API-HOST");
+            }
+            if !missing.is_empty() {
+                return Err(Failure::usage(anyhow!(
+                    "an oauth2 secret needs {}, e.g. `keygate secret add {name} --recipe oauth2 --host api.example.com --token-url https://auth.example.com/oauth/token --client-id my-client --scope read`",
+                    missing.join(" and ")
+                )));
+            }
+        }
+        KindName::GithubApp => {
+            let block = entry.github_app.get_or_insert_with(GithubAppBlock::default);
+            if let Some(id) = &args.app_id {
+                block.app_id = id.clone();
+            }
+            if let Some(id) = args.installation_id {
+                block.installation_id = id;
+            }
+            if let Some(url) = &args.api_url {
+                block.api_url = Some(url.clone());
+            }
+            if block.app_id.is_empty() || block.installation_id == 0 {
+                return Err(Failure::usage(anyhow!(
+                    "a github-app secret needs --app-id ID and --installation-id ID (the App's settings page shows the app id; the installation id is the number at the end of the installation's URL), e.g. `keygate secret add {name} --recipe github-app --app-id 123456 --installation-id 7890123 --from-file app.private-key.pem`"
+                )));
+            }
+        }
+        KindName::Google => {
+            let block = entry.google.get_or_insert_with(GoogleBlock::default);
+            if !args.scopes.is_empty() {
+                block.scopes = args.scopes.clone();
+            }
+        }
+        KindName::Aws => {
+            if entry.aws.is_none() {
+                entry.aws = Some(phantom_aws_block()?);
+            }
+            if let (Some(block), Some(command)) = (entry.aws.as_mut(), &args.aws_command) {
+                let argv: Vec<String> = command.split_whitespace().map(str::to_string).collect();
+                if argv.is_empty() {
+                    return Err(Failure::usage(anyhow!("--aws-command is empty")));
+                }
+                block.command = Some(argv);
+            }
+        }
+    }
     Ok(())
 }
 
-/// Reads the value from --stdin, --from-env, or a no-echo prompt.
-fn read_value(args: &SecretAddArgs) -> Result<SecretValue, Failure> {
+/// Phantom AWS credentials besides the access key id (the dummy): a secret access key of
+/// the real one's shape (40 characters).
+fn phantom_aws_block() -> Result<AwsBlock, Failure> {
+    Ok(AwsBlock {
+        secret_access_key: dummy::expand("keygateDummy{random:28}", "")
+            .map_err(|e| Failure::usage(anyhow!(e)))?,
+        session_token: None,
+        command: None,
+    })
+}
+
+/// What `add` stores, once the raw text is read: the keyring value, normalized for the
+/// kind (one line), and for a `google` secret the phantom key file to write.
+struct Prepared {
+    value: SecretValue,
+    phantom_file: Option<Zeroizing<String>>,
+}
+
+/// Checks and normalizes `raw` for `entry`'s kind; may give `entry` a phantom session
+/// token (aws). No error quotes the value.
+fn prepare_value(entry: &mut SecretEntry, raw: Zeroizing<String>) -> Result<Prepared, Failure> {
+    let usage = |e: String| Failure::usage(anyhow!(e));
+    let plain = |text: &str| SecretValue::new(text.to_string()).map_err(Failure::usage);
+    match entry.kind {
+        KindName::Static | KindName::Oauth2 => Ok(Prepared {
+            value: plain(&raw)?,
+            phantom_file: None,
+        }),
+        KindName::Aws => {
+            let creds = AwsCredentials::parse(&raw).map_err(usage)?;
+            let compact = Zeroizing::new(
+                serde_json::json!({
+                    "access_key_id": creds.access_key_id,
+                    "secret_access_key": creds.secret_access_key,
+                    "session_token": creds.session_token,
+                })
+                .to_string(),
+            );
+            if let Some(block) = entry.aws.as_mut() {
+                match creds.session_token.is_some() {
+                    true if block.session_token.is_none() => {
+                        block.session_token =
+                            Some(dummy::expand("IQoJkeygateDummy{random:300}", "").map_err(usage)?);
+                    }
+                    true => {}
+                    false => block.session_token = None,
+                }
+                // Temporary credentials' ids start ASIA, long-term ones AKIA.
+                let prefix = if block.session_token.is_some() {
+                    "ASIA"
+                } else {
+                    "AKIA"
+                };
+                if let Some(rest) = entry
+                    .dummy
+                    .strip_prefix("AKIA")
+                    .or_else(|| entry.dummy.strip_prefix("ASIA"))
+                {
+                    entry.dummy = format!("{prefix}{rest}");
+                }
+            }
+            Ok(Prepared {
+                value: plain(&compact)?,
+                phantom_file: None,
+            })
+        }
+        KindName::Google => {
+            let parsed: serde_json::Value = serde_json::from_str(&raw).map_err(|e| {
+                usage(format!(
+                    "the value is not a service-account key file (JSON, line {} column {}); give the file the Cloud console downloaded with --from-file KEY.json",
+                    e.line(),
+                    e.column()
+                ))
+            })?;
+            let compact = Zeroizing::new(parsed.to_string());
+            drop(parsed);
+            keygate::credentials::mint::GoogleServiceAccount::from_json(&compact, Vec::new())
+                .map_err(|e| usage(format!("the service-account key file: {e}")))?;
+            let phantom = keygate::credentials::key::SigningKey::generate_rsa2048()
+                .map_err(|e| usage(format!("cannot make the phantom key: {e}")))?;
+            let key_id = dummy::expand("keygate{hex:32}", "").map_err(usage)?;
+            let file =
+                keygate::credentials::mint::google::phantom_json(&compact, &phantom, &key_id)
+                    .map_err(|e| usage(format!("the service-account key file: {e}")))?;
+            Ok(Prepared {
+                value: plain(&compact)?,
+                phantom_file: Some(file),
+            })
+        }
+        KindName::GithubApp => {
+            let pem = raw.trim();
+            keygate::credentials::key::SigningKey::from_pem(pem).map_err(|e| {
+                usage(format!(
+                    "the value is not the GitHub App's private key ({e}); give the .pem GitHub made with --from-file app.private-key.pem"
+                ))
+            })?;
+            let stored = Zeroizing::new(serde_json::json!({ "private_key": pem }).to_string());
+            Ok(Prepared {
+                value: plain(&stored)?,
+                phantom_file: None,
+            })
+        }
+    }
+}
+
+/// Reads the value from --stdin, --from-env, --from-file, or a no-echo prompt (one
+/// line: key files need --from-file or --stdin).
+fn read_raw(args: &SecretAddArgs, kind: KindName) -> Result<Zeroizing<String>, Failure> {
     let text = if args.stdin {
         let mut text = String::new();
         std::io::stdin()
@@ -134,22 +369,30 @@ fn read_value(args: &SecretAddArgs) -> Result<SecretValue, Failure> {
                 "environment variable {var} is not set (or not UTF-8)"
             ))
         })?
+    } else if let Some(path) = &args.from_file {
+        std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(anyhow!("cannot read {}: {e}", path.display())))?
+    } else if matches!(kind, KindName::Google | KindName::GithubApp | KindName::Aws) {
+        return Err(Failure::usage(anyhow!(
+            "a {} secret's value is a file; give it with --from-file FILE (or --stdin)",
+            kind.as_str()
+        )));
     } else if std::io::stdin().is_terminal() {
         rpassword::prompt_password(format!("Value for secret `{}` (not echoed): ", args.name))
             .context("reading the value from the terminal")?
     } else {
         return Err(Failure::usage(anyhow!(
-            "no terminal to prompt for the value; pass it with --stdin or --from-env VAR"
+            "no terminal to prompt for the value; pass it with --stdin, --from-env VAR or --from-file FILE"
         )));
     };
-    SecretValue::new(text).map_err(Failure::usage)
+    Ok(Zeroizing::new(text))
 }
 
 fn add(home: &Home, args: SecretAddArgs) -> Result<(), Failure> {
     validate_name(&args.name).map_err(|e| Failure::usage(anyhow!(e)))?;
     let mut registry = load_registry(home)?;
     let registered = registry.get(&args.name).is_some();
-    let (entry, recipe) = entry_for(home, &args, registry.get(&args.name))?;
+    let (mut entry, recipe) = entry_for(home, &args, registry.get(&args.name))?;
     let mut candidate = registry.clone();
     candidate.upsert(entry.clone());
     candidate
@@ -160,7 +403,34 @@ fn add(home: &Home, args: SecretAddArgs) -> Result<(), Failure> {
     if !registered {
         guard_foreign_value(home, &store, &args, recipe.as_deref())?;
     }
-    let value = read_value(&args)?;
+    let from_command = entry.aws.as_ref().is_some_and(|a| a.command.is_some())
+        && !args.stdin
+        && args.from_env.is_none()
+        && args.from_file.is_none();
+    if from_command {
+        // The real credentials come from the command each time; nothing to store.
+        if let Some(block) = entry.aws.as_mut() {
+            block.session_token = None;
+        }
+        let had = store.delete(&entry.name)?;
+        registry.upsert(entry.clone());
+        save_registry(home, &registry)?;
+        eprintln!(
+            "keygate: `{}` gets its AWS credentials from its command (no keyring value{}); bound to {}",
+            entry.name,
+            if had {
+                ": the stored one was removed"
+            } else {
+                ""
+            },
+            entry.hosts.join(", ")
+        );
+        println!("{}", entry.dummy);
+        return Ok(());
+    }
+    let raw = read_raw(&args, entry.kind)?;
+    let prepared = prepare_value(&mut entry, raw)?;
+    let value = prepared.value;
     if value.expose().contains(&entry.dummy) {
         let what = if value.expose() == entry.dummy {
             "is the dummy itself"
@@ -172,6 +442,9 @@ fn add(home: &Home, args: SecretAddArgs) -> Result<(), Failure> {
         )));
     }
     store.set(&entry.name, &value)?;
+    if let Some(file) = &prepared.phantom_file {
+        write_phantom(home, &entry.name, file)?;
+    }
     registry.upsert(entry.clone());
     save_registry(home, &registry)?;
     eprintln!(
@@ -194,6 +467,21 @@ fn add(home: &Home, args: SecretAddArgs) -> Result<(), Failure> {
         "keygate: a running `keygate start` loads it on SIGHUP (`kill -HUP <pid>`) or restart"
     );
     println!("{}", entry.dummy);
+    Ok(())
+}
+
+/// Writes a `google` secret's phantom key file, owner-only, in `phantoms/`.
+fn write_phantom(home: &Home, name: &str, text: &str) -> Result<(), Failure> {
+    let dir = home.phantoms_dir();
+    keygate::home::create_private_dir(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let path = home.phantom_file(name);
+    keygate::home::write_atomic(&path, text.as_bytes(), keygate::home::FILE_MODE)
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "keygate: the agent's phantom service-account file is {} (`keygate env` sets GOOGLE_APPLICATION_CREDENTIALS to it)",
+        path.display()
+    );
     Ok(())
 }
 
@@ -245,6 +533,7 @@ fn rm(home: &Home, name: &str, force: bool) -> Result<(), Failure> {
     let had_value = store.delete(name)?;
     registry.remove(name);
     save_registry(home, &registry)?;
+    let _ = std::fs::remove_file(home.phantom_file(name));
     match had_value {
         true => eprintln!(
             "keygate: removed `{name}` from the {} keyring and the registry",

@@ -53,6 +53,15 @@ struct Listed<'a> {
     websocket: bool,
     body: Option<&'static str>,
     stored: Option<bool>,
+    /// The credential kind (`static`, `aws`, `google`, `oauth2`, `github-app`).
+    kind: &'static str,
+    /// For an `aws` secret whose real credentials come from a command: the program.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command: Option<&'a str>,
+    /// For a minted kind: when the token the running keygate last minted expires (RFC
+    /// 3339), or null when none was minted yet. Never the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_expires_at: Option<Option<String>>,
 }
 
 pub fn list(home: &Home, args: SecretListArgs) -> Result<(), Failure> {
@@ -84,10 +93,12 @@ pub fn list(home: &Home, args: SecretListArgs) -> Result<(), Failure> {
             }
         })
         .collect();
+    let expiries = keygate::credentials::expiry::read(&home.tokens_file());
+    let expiry = |e: &SecretEntry| expiries.get(&e.name).map(|x| x.expires_at.clone());
     if args.json {
-        print_json(&registry.entries, &stored);
+        print_json(&registry.entries, &stored, &expiry);
     } else {
-        for line in table(&registry.entries, &stored, args.long) {
+        for line in table(&registry.entries, &stored, &expiry, args.long) {
             println!("{line}");
         }
     }
@@ -105,7 +116,12 @@ pub fn list(home: &Home, args: SecretListArgs) -> Result<(), Failure> {
 
 /// The table's lines: whole cells with `long`, else fitted to [`TABLE_WIDTH`] (lists of
 /// hosts or variables shortened to their first item and a count when that is needed).
-fn table(entries: &[SecretEntry], stored: &[Option<bool>], long: bool) -> Vec<String> {
+fn table(
+    entries: &[SecretEntry],
+    stored: &[Option<bool>],
+    expiry: &dyn Fn(&SecretEntry) -> Option<String>,
+    long: bool,
+) -> Vec<String> {
     let build = |lists: fn(&[String]) -> String| {
         let mut table = Table::new(&TITLES);
         for (e, stored) in entries.iter().zip(stored) {
@@ -120,12 +136,7 @@ fn table(entries: &[SecretEntry], stored: &[Option<bool>], long: bool) -> Vec<St
                     lists(&env)
                 },
                 e.dummy.clone(),
-                match stored {
-                    Some(true) => "yes",
-                    Some(false) => "no",
-                    None => "unknown",
-                }
-                .into(),
+                stored_cell(e, *stored, expiry(e)),
             ]);
         }
         table
@@ -141,6 +152,28 @@ fn table(entries: &[SecretEntry], stored: &[Option<bool>], long: bool) -> Vec<St
     table.render(Some(TABLE_WIDTH), SHRINK)
 }
 
+/// The STORED cell: yes / no / unknown, and for a kind other than `static` the kind
+/// and, for a minted one, when the current token expires (`yes, oauth2, token until
+/// 2026-12-05T14:05:00Z`); an `aws` secret with a command says `command, aws`.
+fn stored_cell(e: &SecretEntry, stored: Option<bool>, expires: Option<String>) -> String {
+    use keygate::secrets::kind::KindName;
+    let from_command = e.aws.as_ref().is_some_and(|a| a.command.is_some());
+    let base = match (stored, from_command) {
+        (_, true) if e.kind == KindName::Aws => "command",
+        (Some(true), _) => "yes",
+        (Some(false), _) => "no",
+        (None, _) => "unknown",
+    };
+    match e.kind {
+        KindName::Static => base.to_string(),
+        KindName::Aws => format!("{base}, aws"),
+        kind => match expires {
+            Some(at) => format!("{base}, {}, token until {at}", kind.as_str()),
+            None => format!("{base}, {}, no token yet", kind.as_str()),
+        },
+    }
+}
+
 /// `a +2` for `[a, b, c]`; `a` for `[a]`.
 fn first_and_count(items: &[String]) -> String {
     match items {
@@ -151,7 +184,11 @@ fn first_and_count(items: &[String]) -> String {
 }
 
 /// A JSON array of [`Listed`] secrets.
-fn print_json(entries: &[SecretEntry], stored: &[Option<bool>]) {
+fn print_json(
+    entries: &[SecretEntry],
+    stored: &[Option<bool>],
+    expiry: &dyn Fn(&SecretEntry) -> Option<String>,
+) {
     let items: Vec<Listed> = entries
         .iter()
         .zip(stored)
@@ -168,6 +205,20 @@ fn print_json(entries: &[SecretEntry], stored: &[Option<bool>]) {
             websocket: e.websocket,
             body: e.body.map(|b| b.as_str()),
             stored,
+            kind: e.kind.as_str(),
+            command: e
+                .aws
+                .as_ref()
+                .and_then(|a| a.command.as_ref())
+                .and_then(|c| c.first())
+                .map(String::as_str),
+            token_expires_at: matches!(
+                e.kind,
+                keygate::secrets::kind::KindName::Oauth2
+                    | keygate::secrets::kind::KindName::Google
+                    | keygate::secrets::kind::KindName::GithubApp
+            )
+            .then(|| expiry(e)),
         })
         .collect();
     let text = serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into());

@@ -2,7 +2,7 @@
 //!
 //! Templates keep a provider's key shape (prefix, length, alphabet) so client-side
 //! format checks pass: literal text plus `{random:N}` (N letters and digits) and
-//! `{hex:N}` (N lowercase hex digits), e.g. `ghp_keygateDummy{random:24}`.
+//! `{hex:N}` (N lowercase hex digits), `{upper:N}` (N upper-case letters and digits), e.g. `ghp_keygateDummy{random:24}`.
 
 /// The template used when neither a recipe nor `--dummy` gives one.
 pub const DEFAULT_TEMPLATE: &str = "keygate-dummy-{name}-{random:32}";
@@ -11,6 +11,8 @@ pub const MIN_DUMMY_LEN: usize = 16;
 
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 const HEX: &[u8] = b"0123456789abcdef";
+/// Upper-case letters and digits (the shape of an AWS access key id).
+const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
 /// Expands a template for secret `name`.
 pub fn expand(template: &str, name: &str) -> Result<String, String> {
@@ -36,7 +38,9 @@ fn field_value(field: &str, name: &str) -> Result<String, String> {
         return Ok(name.to_string());
     }
     let (kind, count) = field.split_once(':').ok_or_else(|| {
-        format!("unknown field `{{{field}}}` (use {{random:N}}, {{hex:N}} or {{name}})")
+        format!(
+            "unknown field `{{{field}}}` (use {{random:N}}, {{hex:N}}, {{upper:N}} or {{name}})"
+        )
     })?;
     let count: usize = count
         .parse()
@@ -46,7 +50,12 @@ fn field_value(field: &str, name: &str) -> Result<String, String> {
     let alphabet = match kind {
         "random" => ALNUM,
         "hex" => HEX,
-        other => return Err(format!("unknown field `{{{other}:…}}` (use random or hex)")),
+        "upper" => UPPER,
+        other => {
+            return Err(format!(
+                "unknown field `{{{other}:…}}` (use random, hex or upper)"
+            ));
+        }
     };
     random_string(alphabet, count)
 }

@@ -17,6 +17,12 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("gemini", include_str!("../../addons/gemini.yaml")),
     ("huggingface", include_str!("../../addons/huggingface.yaml")),
     ("npm", include_str!("../../addons/npm.yaml")),
+    ("aws", include_str!("../../addons/aws.yaml")),
+    ("bedrock", include_str!("../../addons/bedrock.yaml")),
+    ("google", include_str!("../../addons/google.yaml")),
+    ("vertex", include_str!("../../addons/vertex.yaml")),
+    ("oauth2", include_str!("../../addons/oauth2.yaml")),
+    ("github-app", include_str!("../../addons/github-app.yaml")),
 ];
 
 /// One provider recipe.
@@ -100,7 +106,15 @@ impl Recipe {
             oauth2: self.oauth2.clone(),
             github_app: self.github_app.clone(),
             google: self.google.clone(),
-            aws: None,
+            aws: match self.kind {
+                // The phantom secret key, made fresh for each secret like its dummy.
+                super::kind::KindName::Aws => Some(super::kind::AwsBlock {
+                    secret_access_key: super::dummy::expand("keygateDummy{random:28}", name)?,
+                    session_token: None,
+                    command: None,
+                }),
+                _ => None,
+            },
         })
     }
 
@@ -138,7 +152,26 @@ mod tests {
     #[test]
     fn every_built_in_recipe_yields_a_valid_entry() {
         for (name, text) in BUILT_IN {
-            let recipe = Recipe::parse(text, Path::new(name)).unwrap();
+            let mut recipe = Recipe::parse(text, Path::new(name)).unwrap();
+            // Templates: what `secret add` requires the user to give.
+            match *name {
+                "oauth2" => {
+                    recipe.hosts = vec!["api.example.com".into()];
+                    recipe.oauth2 = Some(super::super::kind::Oauth2Block {
+                        token_url: "https://auth.example.com/token".into(),
+                        client_id: "c".into(),
+                        ..Default::default()
+                    });
+                }
+                "github-app" => {
+                    recipe.github_app = Some(super::super::kind::GithubAppBlock {
+                        app_id: "1".into(),
+                        installation_id: 2,
+                        api_url: None,
+                    });
+                }
+                _ => {}
+            }
             recipe.check(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         // And a broken one does not.
