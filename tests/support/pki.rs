@@ -71,6 +71,25 @@ impl TestPki {
         self.leaf_config(names, true)
     }
 
+    /// Writes a leaf for `names` (chain: leaf then root) and its key as PEM files in
+    /// `dir`, for a server that is not rustls (a Python fake). Returns (chain, key).
+    pub fn write_leaf(&self, dir: &Path, names: &[&str]) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().expect("leaf key");
+        let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(sans).expect("leaf params");
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "keygate test upstream");
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf = params.signed_by(&key, &self.issuer).expect("leaf");
+        let chain = dir.join("leaf-chain.pem");
+        let key_path = dir.join("leaf-key.pem");
+        std::fs::write(&chain, format!("{}{}", leaf.pem(), self.root_pem)).expect("write leaf");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write leaf key");
+        (chain, key_path)
+    }
+
     fn leaf_config(&self, names: &[&str], expired: bool) -> Arc<ServerConfig> {
         let key = KeyPair::generate().expect("leaf key");
         let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
