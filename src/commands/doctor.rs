@@ -247,10 +247,28 @@ fn check_keyring(bindings: &[keygate::secrets::Binding], report: &mut Report) ->
     match SecretSet::load(bindings.to_vec(), &store) {
         Ok((secrets, missing)) => {
             for b in secrets.iter() {
+                let command = match &b.kind {
+                    keygate::secrets::kind::Kind::Aws(aws) => aws.command.as_ref(),
+                    _ => None,
+                };
                 if b.real.is_some() {
+                    let kind = match b.kind.name() {
+                        keygate::secrets::kind::KindName::Static => String::new(),
+                        kind => format!(" (kind {})", kind.as_str()),
+                    };
                     report.ok(
                         "secret",
-                        format!("{} stored; bound to {}", b.name, hosts(b)),
+                        format!("{} stored{kind}; bound to {}", b.name, hosts(b)),
+                    );
+                } else if let Some(command) = command {
+                    report.ok(
+                        "secret",
+                        format!(
+                            "{} (kind aws) gets its credentials from `{}` when needed; bound to {}",
+                            b.name,
+                            command.join(" "),
+                            hosts(b)
+                        ),
                     );
                 }
             }
