@@ -30,7 +30,7 @@ import threading
 import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, unquote_plus, urlsplit
 
 import botocore.auth
 import botocore.awsrequest
@@ -604,7 +604,7 @@ class Handler(BaseHTTPRequestHandler):
         if auth.startswith("Basic "):
             try:
                 basic_id, _, basic_secret = base64.b64decode(auth[6:]).decode().partition(":")
-                basic_id, basic_secret = unquote(basic_id), unquote(basic_secret)
+                basic_id, basic_secret = unquote_plus(basic_id), unquote_plus(basic_secret)  # RFC 6749 §2.3.1
             except (ValueError, binascii.Error):
                 raise Reject(401, {"error": "invalid_client"}, "oauth2-client")
         mode = oauth.get("client_auth", "any")  # basic | post | any
@@ -679,6 +679,10 @@ class Handler(BaseHTTPRequestHandler):
         github = self.state.config["github"]
         gh_401 = {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest", "status": "401"}
         auth = self.headers.get("Authorization", "")
+        prefix = github.get("path_prefix", "").rstrip("/")  # e.g. /api/v3 for GitHub Enterprise Server
+        if not path.startswith(prefix + "/"):
+            raise Reject(404, {"message": "Not Found", "status": "404"}, "no-route")
+        path = path[len(prefix):]
         m = re.fullmatch(r"/app/installations/(\d+)/access_tokens", path)
         if m and self.command == "POST":
             if not auth.startswith("Bearer "):
