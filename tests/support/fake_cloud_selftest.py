@@ -135,6 +135,7 @@ def rs256(claims, key):
 def connect_proxy(fake_port):
     class Tunnel(socketserver.BaseRequestHandler):
         def handle(self):
+            self.server.tunnels += 1
             head = b""
             while b"\r\n\r\n" not in head:
                 chunk = self.request.recv(4096)
@@ -170,6 +171,7 @@ def connect_proxy(fake_port):
         allow_reuse_address = True
 
     server = Server(("127.0.0.1", 0), Tunnel)
+    server.tunnels = 0
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -260,6 +262,7 @@ def main():
         # --- Bedrock --------------------------------------------------------------------
         rc, out = run_client([bedrock, "converse"], env)
         check("bedrock converse with the real keys", rc == 0 and out[-1].get("text") == config["bedrock"]["text"], out)
+        check("boto3 went through the CONNECT proxy (HTTPS_PROXY honoured)", proxy.tunnels >= 1, proxy.tunnels)
 
         rc, out = run_client([bedrock, "converse-stream"], env)
         events = [o for o in out if "event" in o]
@@ -313,6 +316,9 @@ def main():
               rc == 0 and len(calls) == 2 and all(c["status"] == 200 for c in calls)
               and calls[0]["response"]["candidates"][0]["content"]["parts"][0]["text"], out)
         check("google-auth holds the access token the fake issued", token.startswith("ya29.real-"), token[:12])
+        vertex_hosts = {e["host"] for e in seen() if e.get("op") == "generateContent" or e["path"] == "/token"}
+        check("google-auth went through the proxy to both hosts",
+              vertex_hosts == {"oauth2.googleapis.com", "us-central1-aiplatform.googleapis.com"}, vertex_hosts)
         counts = stats()
         check("one token minted for two calls", counts["google_mints"] == 1, counts)
         rc, out = run_client([vertex, "--op", "rawPredict", "--location", "global"], env)
