@@ -186,6 +186,26 @@ def start_fake(pki, config_file):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def sigv4_by_hand(method, host, path, headers, body, akid, secret, region, service):
+    """A minimal independent SigV4 (not botocore's), signing every header given (lower-case
+    names) plus host and x-amz-date: the fake must accept any signed-header set."""
+    import hashlib
+    import hmac
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    headers = dict(headers, host=host, **{"x-amz-date": amz_date})
+    names = sorted(headers)
+    canonical = "\n".join([method, path, "", *(f"{n}:{' '.join(str(headers[n]).split())}" for n in names), "",
+                           ";".join(names), hashlib.sha256(body).hexdigest()])
+    scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
+    sts = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = f"AWS4{secret}".encode()
+    for part in (amz_date[:8], region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    sig = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
+    headers["authorization"] = f"AWS4-HMAC-SHA256 Credential={akid}/{scope}, SignedHeaders={';'.join(names)}, Signature={sig}"
+    return headers
+
+
 def run_client(args, env, timeout=60):
     p = subprocess.run([PY, *args], env=env, capture_output=True, text=True, timeout=timeout)
     lines = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
@@ -276,6 +296,17 @@ def main():
         check("bedrock converse_stream streams (first delta seen before the last was sent)",
               len(sent) == 5 and len(deltas) == 5 and deltas[0] < sent[-1] and deltas[-1] - deltas[0] > 0.5,
               (deltas, sent))
+
+        body = json.dumps({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}).encode()
+        path = "/model/anthropic.claude-x%3A0/converse"  # a double-encoded canonical path for non-S3 services
+        hand = sigv4_by_hand("POST", "bedrock-runtime.us-east-1.amazonaws.com", "/model/anthropic.claude-x%253A0/converse",
+                             {"content-type": "application/json", "content-length": str(len(body)), "user-agent": "keygate/test"},
+                             body, REAL_AWS["access_key_id"], REAL_AWS["secret_access_key"], "us-east-1", "bedrock")
+        r = s.post(f"https://bedrock-runtime.us-east-1.amazonaws.com{path}", data=body, headers=hand, timeout=10)
+        check("bedrock accepts another signer's SigV4 (user-agent and content-length signed)", r.status_code == 200, r.text)
+        hand["user-agent"] = "tampered"
+        r = s.post(f"https://bedrock-runtime.us-east-1.amazonaws.com{path}", data=body, headers=hand, timeout=10)
+        check("… and refuses it once a signed header changed", r.status_code == 403 and seen()[-1]["verdict"] == "sigv4-mismatch", r.text)
 
         bad = dict(env, AWS_SECRET_ACCESS_KEY=PHANTOM_SECRET[::-1])
         rc, out = run_client([bedrock, "converse"], bad)
