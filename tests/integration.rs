@@ -27,6 +27,8 @@ mod compressed;
 mod containment;
 #[path = "integration/credential_cli.rs"]
 mod credential_cli;
+#[path = "integration/credential_clients.rs"]
+mod credential_clients;
 #[path = "integration/credentials.rs"]
 mod credentials;
 #[path = "integration/diagnostics.rs"]
