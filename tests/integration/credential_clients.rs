@@ -427,3 +427,136 @@ async fn google_auth_with_the_phantom_service_account_never_holds_a_real_token()
     );
     assert_no_leak("ya29.real-", &proxy, &saw);
 }
+
+/// True when bubblewrap runs here; else a skip note (a failure when `KEYGATE_TEST_JAIL=1`).
+fn jail_runs() -> bool {
+    let ok = Command::new("bwrap")
+        .args(["--unshare-all", "--ro-bind", "/", "/", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let required = std::env::var("KEYGATE_TEST_JAIL").is_ok_and(|v| v == "1");
+    assert!(
+        ok || !required,
+        "KEYGATE_TEST_JAIL=1 but bubblewrap cannot run here"
+    );
+    if !ok {
+        eprintln!("skipping: bubblewrap cannot run here");
+    }
+    ok
+}
+
+/// The whole path a user takes: `keygate secret add --recipe bedrock --from-file`, then
+/// `keygate run` (jailed) of boto3's converse_stream. Inside the jail boto3 holds the
+/// session's phantom access key id and the phantom secret; the fake checks the signature
+/// with the real keys.
+#[test]
+fn a_jailed_boto3_streams_from_bedrock_with_the_sessions_phantoms() {
+    let Some(python) = python() else { return };
+    if !jail_runs() {
+        return;
+    }
+    let pki = TestPki::new();
+    let home = tempfile::tempdir().unwrap();
+    let root = pki.write_root(home.path());
+    let name = format!("kgtest-bedrock-{}", unique());
+    let _entry = crate::support::bin::KeyutilsEntry(name.clone());
+    let real_id = "AKIAREALREALREAL0043";
+    let real_secret = format!("realSecret/{}+j", unique());
+    let creds = home.path().join("creds.json");
+    std::fs::write(
+        &creds,
+        json!({"access_key_id": real_id, "secret_access_key": real_secret}).to_string(),
+    )
+    .unwrap();
+    let keygate = |args: &[&str]| {
+        let mut cmd = crate::support::bin::keygate(home.path());
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("LANG", "C.UTF-8")
+            .env("KEYGATE_KEYRING", "keyutils")
+            .args(args);
+        cmd
+    };
+    let add = crate::support::bin::run(keygate(&[
+        "secret",
+        "add",
+        &name,
+        "--recipe",
+        "bedrock",
+        "--from-file",
+        creds.to_str().unwrap(),
+    ]));
+    assert_eq!(add.code, Some(0), "{add:?}");
+    std::fs::remove_file(&creds).unwrap();
+    let static_dummy = add.stdout.lines().last().unwrap().to_string();
+    let registry = std::fs::read_to_string(home.path().join("secrets.yaml")).unwrap();
+    let phantom_secret = registry
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret_access_key: "))
+        .expect("the phantom secret in secrets.yaml")
+        .trim_matches('\'')
+        .trim_matches('"')
+        .to_string();
+    let config = json!({
+        "phantoms": [static_dummy, phantom_secret],
+        "aws": {"access_key_id": real_id, "secret_access_key": real_secret},
+        "bedrock": {"text": "jailed and streaming", "stream_deltas": 4, "stream_delay_ms": 200},
+    });
+    let fake = FakeCloud::start(&python, &pki, home.path(), &[BEDROCK], &config);
+    let resolve = format!("{BEDROCK}:443=127.0.0.1:{}", fake.port);
+    let script = Path::new(DIR).join("bedrock.py");
+    let mut run = keygate(&[
+        "-vv",
+        "run",
+        "--resolve",
+        &resolve,
+        "--upstream-ca",
+        root.to_str().unwrap(),
+        "--",
+    ]);
+    run.arg(&python)
+        .arg(&script)
+        .arg("converse-stream")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    let out = crate::support::bin::run(run);
+    assert_eq!(out.code, Some(0), "{out:?}\nfake saw: {:#?}", fake.seen());
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(
+        lines.last().unwrap()["text"],
+        "jailed and streaming",
+        "{out:?}"
+    );
+    let seen = fake.seen();
+    assert!(seen.iter().all(|s| s["verdict"] == "ok"), "{seen:#?}");
+    let audit = std::fs::read_to_string(home.path().join("audit.jsonl")).unwrap();
+    let resigned = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["secret"] == name.as_str() && e["host"] == BEDROCK)
+        .inspect(|e| {
+            let client = e["client"].as_str().unwrap_or("");
+            assert!(
+                client.starts_with("session:"),
+                "a jailed session's request: {e}"
+            );
+        })
+        .count();
+    assert_eq!(resigned, 1, "{audit}");
+    for text in [&out.stdout, &out.stderr, &audit] {
+        assert!(
+            !text.contains(&real_secret),
+            "a real value in the output or audit"
+        );
+    }
+}
