@@ -560,3 +560,82 @@ fn a_jailed_boto3_streams_from_bedrock_with_the_sessions_phantoms() {
         );
     }
 }
+
+/// `keygate secret add --recipe vertex --from-file`, then a jailed google-auth: the
+/// session directory holds the phantom key file the command reads.
+#[test]
+fn a_jailed_google_auth_reads_the_phantom_file_from_the_session() {
+    let Some(python) = python() else { return };
+    if !jail_runs() {
+        return;
+    }
+    let pki = TestPki::new();
+    let home = tempfile::tempdir().unwrap();
+    let root = pki.write_root(home.path());
+    let name = format!("kgtest-vertex-{}", unique());
+    let _entry = crate::support::bin::KeyutilsEntry(name.clone());
+    let real_key = SigningKey::generate_rsa2048().unwrap();
+    let real_json = json!({
+        "type": "service_account",
+        "project_id": "keygate-test",
+        "private_key_id": "realkey-jailed",
+        "private_key": real_key.to_pkcs8_pem().unwrap().as_str(),
+        "client_email": "agent@keygate-test.iam.gserviceaccount.com",
+        "token_uri": format!("https://{GTOKEN}/token"),
+    });
+    let sa = home.path().join("sa.json");
+    std::fs::write(&sa, serde_json::to_string_pretty(&real_json).unwrap()).unwrap();
+    let keygate = |args: &[&str]| {
+        let mut cmd = crate::support::bin::keygate(home.path());
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("LANG", "C.UTF-8")
+            .env("KEYGATE_KEYRING", "keyutils")
+            .args(args);
+        cmd
+    };
+    let add = crate::support::bin::run(keygate(&[
+        "secret",
+        "add",
+        &name,
+        "--recipe",
+        "vertex",
+        "--from-file",
+        sa.to_str().unwrap(),
+    ]));
+    assert_eq!(add.code, Some(0), "{add:?}");
+    std::fs::remove_file(&sa).unwrap();
+    let config = json!({
+        "phantoms": [add.stdout.lines().last().unwrap()],
+        "google": {"service_account": real_json},
+    });
+    let fake = FakeCloud::start(&python, &pki, home.path(), &[GTOKEN, VERTEX], &config);
+    let target = format!("127.0.0.1:{}", fake.port);
+    let mut run = keygate(&[
+        "-vv",
+        "run",
+        "--resolve",
+        &format!("{GTOKEN}:443={target}"),
+        "--resolve",
+        &format!("{VERTEX}:443={target}"),
+        "--upstream-ca",
+        root.to_str().unwrap(),
+        "--",
+    ]);
+    run.arg(&python)
+        .arg(Path::new(DIR).join("vertex.py"))
+        .args(["--calls", "2"]);
+    let out = crate::support::bin::run(run);
+    assert_eq!(out.code, Some(0), "{out:?}\nfake saw: {:#?}", fake.seen());
+    let held = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|l| l["access_token"].as_str().map(str::to_string))
+        .expect("the token google-auth holds");
+    assert!(held.starts_with("ya29.keygate"), "a phantom: {held}");
+    assert!(!held.contains("real"), "{held}");
+    assert_eq!(fake.get("/__stats")["google_mints"], 1);
+    assert!(!out.stdout.contains("ya29.real-") && !out.stderr.contains("ya29.real-"));
+}
