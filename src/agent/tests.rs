@@ -61,6 +61,7 @@ fn credential_kinds_give_their_phantoms_and_nothing_real() {
     aws.aws = Some(AwsBlock {
         secret_access_key: "keygateDummyPhantomSecret0123456789abcdef".into(),
         session_token: Some("IQoJkeygateDummyToken0123456789".into()),
+        source: None,
         command: None,
     });
     assert_eq!(aws.kind, KindName::Aws);

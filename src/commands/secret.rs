@@ -243,6 +243,7 @@ fn apply_kind_flags(entry: &mut SecretEntry, args: &SecretAddArgs) -> Result<(),
                     return Err(Failure::usage(anyhow!("--aws-command is empty")));
                 }
                 block.command = Some(argv);
+                block.source = Some(keygate::secrets::kind::AwsSourceName::Command);
             }
         }
     }
@@ -256,6 +257,7 @@ fn phantom_aws_block() -> Result<AwsBlock, Failure> {
         secret_access_key: dummy::expand("keygateDummy{random:28}", "")
             .map_err(|e| Failure::usage(anyhow!(e)))?,
         session_token: None,
+        source: None,
         command: None,
     })
 }

@@ -123,11 +123,24 @@ pub struct AwsBlock {
     /// A phantom session token, for tools that want one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_token: Option<String>,
-    /// Where the real credentials come from: `keyring` (default) or `command` (a
-    /// `credential_process`-style command keygate runs; its output is cached until the
-    /// expiry it gives).
+    /// Where the real credentials come from: `keyring` (the default without `command`)
+    /// or `command` (the default with one). Written out for readers; `command` decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<AwsSourceName>,
+    /// The `credential_process`-style command keygate runs for the real credentials; its
+    /// output is cached until the expiry it gives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+}
+
+/// `aws.source` as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AwsSourceName {
+    /// The keyring holds the real credentials as JSON.
+    Keyring,
+    /// `aws.command` prints them.
+    Command,
 }
 
 /// A validated kind, as the proxy uses it.
@@ -308,6 +321,18 @@ pub fn validate(kind: KindName, blocks: Blocks<'_>) -> Result<Kind, String> {
             {
                 return Err("aws.command must name a program, e.g. [aws, configure, export-credentials, --format, process]".into());
             }
+            match (b.source, &b.command) {
+                (Some(AwsSourceName::Command), None) => {
+                    return Err("aws.source is `command` but there is no aws.command; add one, e.g. command: [aws, configure, export-credentials, --profile, dev, --format, process]".into());
+                }
+                (Some(AwsSourceName::Keyring), Some(_)) => {
+                    return Err(
+                        "aws.source is `keyring` but aws.command is set; remove one of the two"
+                            .into(),
+                    );
+                }
+                _ => {}
+            }
             Kind::Aws(Aws {
                 secret_access_key: b.secret_access_key.clone(),
                 session_token: b.session_token.clone(),
@@ -412,6 +437,7 @@ mod tests {
         let block = AwsBlock {
             secret_access_key: "keygatePhantomSecretKey0123456789abcdefgh".into(),
             session_token: Some("keygatePhantomSessionToken0123".into()),
+            source: None,
             command: None,
         };
         let kind = validate(
@@ -424,6 +450,30 @@ mod tests {
         .unwrap();
         assert_eq!(kind.extra_phantoms().len(), 2);
         assert!(!kind.is_minted());
+        // `source: command` needs a command, and `source: keyring` none.
+        let check = |source, command: Option<Vec<String>>| {
+            let block = AwsBlock {
+                source,
+                command,
+                ..block.clone()
+            };
+            let blocks = Blocks {
+                aws: Some(&block),
+                ..Blocks::default()
+            };
+            validate(KindName::Aws, blocks).map(drop)
+        };
+        let argv = Some(vec!["aws".to_string()]);
+        assert!(
+            check(Some(AwsSourceName::Command), None)
+                .unwrap_err()
+                .contains("aws.command")
+        );
+        assert!(check(Some(AwsSourceName::Keyring), argv.clone()).is_err());
+        assert!(check(Some(AwsSourceName::Command), argv).is_ok());
+        let yaml = "secret_access_key: keygatePhantomSecretKey0123456789abcdefgh\nsource: command\ncommand: [aws, configure, export-credentials]\n";
+        let parsed: AwsBlock = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(parsed.source, Some(AwsSourceName::Command));
     }
 
     #[test]

@@ -111,6 +111,7 @@ impl Recipe {
                 super::kind::KindName::Aws => Some(super::kind::AwsBlock {
                     secret_access_key: super::dummy::expand("keygateDummy{random:28}", name)?,
                     session_token: None,
+                    source: None,
                     command: None,
                 }),
                 _ => None,

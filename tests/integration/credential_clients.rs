@@ -193,6 +193,7 @@ fn aws() -> Aws {
             e.aws = Some(AwsBlock {
                 secret_access_key: psecret,
                 session_token: None,
+                source: None,
                 command: None,
             });
         });

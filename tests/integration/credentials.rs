@@ -712,6 +712,7 @@ fn aws_secret(name: &str, hosts: &[&str], real: Option<&AwsKeys>) -> (TestSecret
         e.aws = Some(AwsBlock {
             secret_access_key: secret_key,
             session_token: None,
+            source: None,
             command: None,
         });
     });
