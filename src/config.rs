@@ -294,6 +294,16 @@ impl RawConfig {
         raw.upstream.ca = raw.upstream.ca.iter().map(|p| base.join(p)).collect();
         Ok(raw)
     }
+
+    /// `network.allow` as written (no flags merged).
+    pub fn allow_patterns(&self) -> Vec<HostPattern> {
+        self.network.allow.iter().map(|p| p.0.clone()).collect()
+    }
+
+    /// `network.deny` as written (no flags merged).
+    pub fn deny_patterns(&self) -> Vec<HostPattern> {
+        self.network.deny.iter().map(|p| p.0.clone()).collect()
+    }
 }
 
 /// Turns a YAML error into `file:line:column: message`, without the library's own
