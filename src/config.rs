@@ -206,6 +206,13 @@ pub struct RawConfig {
     limits: limits::RawLimits,
     jail: RawJail,
     refusals: Option<Refusals>,
+    admin: RawAdmin,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAdmin {
+    listen: Option<Parsed<ListenAddr>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -378,6 +385,9 @@ pub struct Config {
     pub jail: JailConfig,
     /// How refused CONNECTs are answered (`refusals:`); default tls.
     pub refusals: Refusals,
+    /// `admin.listen`: a TCP address for the admin API besides its Unix socket (a bearer
+    /// token is then required); `None` = the socket only.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -409,6 +419,7 @@ impl Config {
             resolve.retain(|r: &ResolveRule| (&r.host, r.port) != (&rule.host, rule.port));
             resolve.push(rule);
         }
+        let admin_listen = raw.admin.listen.map(|p| p.0.0);
         let net = raw.network;
         let default_listen =
             SocketAddr::from_str(DEFAULT_LISTEN).map_err(|e| ConfigError::File {
@@ -455,6 +466,20 @@ impl Config {
                 hide: raw.jail.hide,
             },
             refusals: raw.refusals.unwrap_or_default(),
+            admin_listen,
+        })
+        .and_then(|config| {
+            match config.admin_listen {
+                Some(admin) if admin.port() != 0 && admin == config.listen => {
+                    Err(ConfigError::File {
+                        path: file.clone(),
+                        message: format!(
+                            "admin.listen ({admin}) is the proxy's own address; the admin API is never on the proxy port: pick another port, e.g. 127.0.0.1:8878"
+                        ),
+                    })
+                }
+                _ => Ok(config),
+            }
         })
     }
 

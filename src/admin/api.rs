@@ -68,6 +68,11 @@ fn full(bytes: impl Into<Bytes>) -> AdminBody {
     Full::new(bytes.into()).boxed()
 }
 
+/// An empty body.
+pub fn empty() -> AdminBody {
+    full(Bytes::new())
+}
+
 fn with_type(mut response: Response<AdminBody>, kind: &'static str) -> Response<AdminBody> {
     response
         .headers_mut()

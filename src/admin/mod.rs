@@ -14,6 +14,7 @@
 //! * [`rules`]: a pattern added to keygate.yaml, comments kept.
 
 pub mod api;
+pub mod auth;
 pub mod metrics;
 pub mod observe;
 pub mod rules;
@@ -84,6 +85,55 @@ pub fn bind_unix(path: &Path) -> io::Result<tokio::net::UnixListener> {
         std::fs::Permissions::from_mode(crate::home::FILE_MODE),
     )?;
     Ok(listener)
+}
+
+/// Serves the admin API over TCP on `listener` until `shutdown`: every request must
+/// carry `token` ([`auth`]).
+pub async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    admin: Arc<Admin>,
+    token: crate::secrets::SecretValue,
+    shutdown: CancellationToken,
+) {
+    let token = Arc::new(token);
+    let Ok(local) = listener.local_addr() else {
+        return;
+    };
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("admin listener: accept failed: {e}");
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let (admin, token, stop) = (admin.clone(), token.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let (admin, token) = (admin.clone(), token.clone());
+                async move {
+                    let answer = match auth::check(&req, &token, local) {
+                        auth::Access::Granted => api::handle(admin, req).await,
+                        auth::Access::Answer(answer) => answer,
+                    };
+                    Ok::<_, std::convert::Infallible>(answer)
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), conn).await;
+                }
+            }
+        });
+    }
 }
 
 /// Serves the admin API on `listener` until `shutdown`; removes the socket file then.

@@ -121,10 +121,43 @@ fn start_admin(
         listen: bound,
     });
     tracing::info!("admin API on {}", path.display());
+    if let Some(tcp) = proxy.current().config.admin_listen {
+        start_admin_tcp(tcp, admin.clone(), proxy);
+    }
     proxy.tasks.spawn(keygate::admin::serve_unix(
         listener,
         path,
         admin,
+        proxy.shutdown.clone(),
+    ));
+}
+
+/// The admin API on TCP too (`admin.listen`), behind the token. A failure is a warning.
+fn start_admin_tcp(addr: std::net::SocketAddr, admin: Arc<Admin>, proxy: &Arc<Proxy>) {
+    let bound = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(tokio::net::TcpListener::from_std);
+    let listener = match bound {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::warn!("no admin API on TCP: cannot listen on {addr}: {e}");
+            return;
+        }
+    };
+    let token = match super::admin_token() {
+        Ok(token) => token,
+        Err(failure) => {
+            tracing::warn!("no admin API on TCP: its token: {:#}", failure.error);
+            return;
+        }
+    };
+    if let Ok(local) = listener.local_addr() {
+        eprintln!("keygate admin API on http://{local} (the token: `keygate admin token`)");
+    }
+    proxy.tasks.spawn(keygate::admin::serve_tcp(
+        listener,
+        admin,
+        token,
         proxy.shutdown.clone(),
     ));
 }

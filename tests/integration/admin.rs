@@ -21,26 +21,46 @@ async fn admin(sock: &Path, method: &str, path: &str, body: Option<&str>) -> (u1
     let stream = within("the admin socket", tokio::net::UnixStream::connect(sock))
         .await
         .expect("connect to admin.sock");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let headers = [("host", "keygate-admin")];
+    let (status, _, text) = exchange(stream, method, path, &headers, body).await;
+    (status, text)
+}
+
+/// One HTTP/1.1 request over `io`: (status, headers, body).
+async fn exchange<IO>(
+    io: IO,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, http::HeaderMap, String)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .expect("handshake");
     tokio::spawn(conn);
-    let req = Request::builder()
+    let mut req = Request::builder()
         .method(method)
         .uri(path)
-        .header("host", "keygate-admin")
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
         .body(body::full(body.unwrap_or("").to_string()))
         .unwrap();
     let resp = within("an admin answer", sender.send_request(req))
         .await
         .unwrap();
     let status = resp.status().as_u16();
+    let head = resp.headers().clone();
     let text = within("an admin body", resp.into_body().collect())
         .await
         .unwrap()
         .to_bytes();
-    (status, String::from_utf8_lossy(&text).into_owned())
+    (status, head, String::from_utf8_lossy(&text).into_owned())
 }
 
 async fn admin_json(sock: &Path, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
@@ -256,4 +276,135 @@ fn a_second_keygate_on_the_same_home_serves_without_an_admin_socket() {
     );
     drop(second);
     drop(first);
+}
+
+/// `admin.listen`: the API on TCP too, behind the token from the keyring; the
+/// dashboard's log-in URL sets a cookie; a foreign Host is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tcp_admin_listener_needs_the_token_and_its_own_host() {
+    let home = tempfile::tempdir().unwrap();
+    let port = bin::free_port();
+    std::fs::write(
+        home.path().join("keygate.yaml"),
+        format!("listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:{port}\n"),
+    )
+    .unwrap();
+    let _entry = bin::KeyutilsEntry(keygate::admin::auth::ADMIN_TOKEN_ACCOUNT.into());
+    let keygate = Running::start(bin::keygate_keyutils(home.path(), &["start"]));
+    keygate.wait_for_line("keygate admin API on http://");
+    let raw = bin::run(bin::keygate_keyutils(
+        home.path(),
+        &["admin", "token", "--raw"],
+    ));
+    assert_eq!(raw.code, Some(0), "{raw:?}");
+    let token = raw.stdout.trim().to_string();
+    assert_eq!(token.len(), 32);
+    let url = bin::run(bin::keygate_keyutils(home.path(), &["admin", "token"]));
+    assert_eq!(
+        url.stdout.trim(),
+        format!("http://127.0.0.1:{port}/?token={token}")
+    );
+    let host = format!("127.0.0.1:{port}");
+    let call = |headers: Vec<(&'static str, String)>, path: &'static str| {
+        let host = host.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(&host).await.unwrap();
+            let mut all: Vec<(&str, &str)> = vec![("host", host.as_str())];
+            for (k, v) in &headers {
+                all.retain(|(name, _)| name != k);
+                all.push((k, v.as_str()));
+            }
+            exchange(tcp, "GET", path, &all, None).await
+        }
+    };
+    let (status, _, text) = call(vec![], "/api/flows").await;
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("keygate admin token"), "{text}");
+    let (status, _, _) = call(vec![("authorization", "Bearer wrong".into())], "/api/flows").await;
+    assert_eq!(status, 401);
+    let bearer = format!("Bearer {token}");
+    let (status, _, text) = call(vec![("authorization", bearer.clone())], "/api/flows").await;
+    assert_eq!(status, 200, "{text}");
+    let (status, _, _) = call(
+        vec![
+            ("authorization", bearer),
+            ("host", "rebound.example:8878".into()),
+        ],
+        "/api/flows",
+    )
+    .await;
+    assert_eq!(status, 403, "a page on another name is refused");
+    let login = format!("/?token={token}");
+    let tcp = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let (status, head, _) = exchange(tcp, "GET", &login, &[("host", host.as_str())], None).await;
+    assert_eq!(status, 303);
+    let cookie = head["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let (status, _, text) = call(vec![("cookie", cookie)], "/healthz").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(keygate.terminate().success());
+}
+
+/// A jailed command reaches neither the admin socket nor the admin port (run as root
+/// here; the jail's own namespaces, not file permissions, are what stop it).
+#[test]
+fn a_jailed_command_cannot_reach_the_admin_api() {
+    let jail = std::process::Command::new("bwrap")
+        .args(["--unshare-all", "--ro-bind", "/", "/", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !jail {
+        assert!(
+            std::env::var("KEYGATE_TEST_JAIL").is_ok_and(|v| v != "1")
+                || std::env::var("KEYGATE_TEST_JAIL").is_err(),
+            "KEYGATE_TEST_JAIL=1 but bubblewrap cannot run here"
+        );
+        eprintln!("skipping: bubblewrap cannot run here");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let port = bin::free_port();
+    let proxy_port = bin::free_port();
+    std::fs::write(
+        home.path().join("keygate.yaml"),
+        format!("listen: 127.0.0.1:{proxy_port}\nadmin:\n  listen: 127.0.0.1:{port}\n"),
+    )
+    .unwrap();
+    // The admin token stays in the keyring: the TCP test of this run may be reading it.
+    let keygate = Running::start(bin::keygate_keyutils(home.path(), &["start"]));
+    keygate.wait_for_line("keygate admin API on http://");
+    let sock = home.path().join("admin.sock");
+    assert!(sock.exists());
+    let probe = format!(
+        "import socket, json\nout = {{}}\ntry:\n    s = socket.socket(socket.AF_UNIX); s.connect({sock:?}); out['unix'] = 'connected'\nexcept Exception as e:\n    out['unix'] = type(e).__name__\ntry:\n    s = socket.create_connection(('127.0.0.1', {port}), timeout=2); out['tcp'] = 'connected'\nexcept Exception as e:\n    out['tcp'] = type(e).__name__\nprint(json.dumps(out))\n",
+        sock = sock.display().to_string()
+    );
+    let out = bin::run(bin::keygate_keyutils(
+        home.path(),
+        &["run", "--", "/usr/bin/python3", "-c", &probe],
+    ));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let seen: Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
+    assert_ne!(
+        seen["unix"], "connected",
+        "the jail reached admin.sock: {seen}"
+    );
+    assert_ne!(
+        seen["tcp"], "connected",
+        "the jail reached the admin port: {seen}"
+    );
+    // Outside the jail both answer (the probe is not merely broken).
+    let outside = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &probe])
+        .output()
+        .unwrap();
+    let outside: Value = serde_json::from_slice(&outside.stdout).unwrap();
+    assert_eq!(outside["unix"], "connected");
+    assert_eq!(outside["tcp"], "connected");
+    drop(keygate);
 }
