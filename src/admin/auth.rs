@@ -90,23 +90,22 @@ pub fn check<B>(req: &Request<B>, token: &SecretValue, listen: std::net::SocketA
     if req.method() == Method::GET
         && req.uri().path() == "/"
         && let Some(given) = query_token
+        && same(given.as_bytes(), token.expose().as_bytes())
     {
-        if same(given.as_bytes(), token.expose().as_bytes()) {
-            let mut answer = Response::new(super::api::empty());
-            *answer.status_mut() = StatusCode::SEE_OTHER;
-            answer
-                .headers_mut()
-                .insert(header::LOCATION, HeaderValue::from_static("/"));
-            let cookie = format!(
-                "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
-                token.expose()
-            );
-            if let Ok(mut value) = HeaderValue::from_str(&cookie) {
-                value.set_sensitive(true);
-                answer.headers_mut().insert(header::SET_COOKIE, value);
-            }
-            return Access::Answer(answer);
+        let mut answer = Response::new(super::api::empty());
+        *answer.status_mut() = StatusCode::SEE_OTHER;
+        answer
+            .headers_mut()
+            .insert(header::LOCATION, HeaderValue::from_static("/"));
+        let cookie = format!(
+            "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+            token.expose()
+        );
+        if let Ok(mut value) = HeaderValue::from_str(&cookie) {
+            value.set_sensitive(true);
+            answer.headers_mut().insert(header::SET_COOKIE, value);
         }
+        return Access::Answer(answer);
     }
     Access::Answer(error(
         StatusCode::UNAUTHORIZED,
