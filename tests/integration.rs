@@ -57,6 +57,8 @@ mod keyring;
 mod keyring_homes;
 #[path = "integration/large_body.rs"]
 mod large_body;
+#[path = "integration/metrics.rs"]
+mod metrics;
 #[path = "integration/policy.rs"]
 mod policy;
 #[path = "integration/refusals.rs"]
