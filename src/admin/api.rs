@@ -117,6 +117,15 @@ fn metrics(admin: &Admin) -> Response<AdminBody> {
         reloads: *admin.proxy.reloads.borrow(),
         open_connections: max.saturating_sub(admin.proxy.connections.available_permits()),
         started: Some(admin.observed.started),
+        leaf_cache: admin
+            .proxy
+            .server_configs
+            .as_ref()
+            .map_or((0, 0), |c| c.cache_stats()),
+        added: Some((
+            admin.proxy.stats.request_head.snapshot(),
+            admin.proxy.stats.response_head.snapshot(),
+        )),
     };
     let text = metrics::render(&admin.observed.counters(), &gauges);
     with_type(

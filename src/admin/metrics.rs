@@ -8,6 +8,7 @@ use std::fmt::Write;
 use std::time::SystemTime;
 
 use super::observe::Counters;
+use crate::proxy::stats::HistogramSnapshot;
 
 /// The gauges `/metrics` reads from the running proxy, besides the [`Counters`].
 #[derive(Debug, Clone, Default)]
@@ -20,6 +21,10 @@ pub struct Gauges {
     pub open_connections: usize,
     /// When keygate started.
     pub started: Option<SystemTime>,
+    /// Leaves served from the cache, and minted.
+    pub leaf_cache: (u64, u64),
+    /// keygate's added time: request head in to out, response head in to out.
+    pub added: Option<(HistogramSnapshot, HistogramSnapshot)>,
 }
 
 /// A label value escaped for the text format (`\`, `"` and newlines).
@@ -122,6 +127,54 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
         "Client connections being served (tunnels and intercepted connections included).",
     );
     let _ = writeln!(out, "keygate_open_connections {}", gauges.open_connections);
+    family(
+        &mut out,
+        "keygate_leaf_cache_total",
+        "counter",
+        "Leaf certificates for intercepted hosts, by result (hit: from the cache, miss: minted).",
+    );
+    let _ = writeln!(
+        out,
+        "keygate_leaf_cache_total{{result=\"hit\"}} {}",
+        gauges.leaf_cache.0
+    );
+    let _ = writeln!(
+        out,
+        "keygate_leaf_cache_total{{result=\"miss\"}} {}",
+        gauges.leaf_cache.1
+    );
+    if let Some((request, response)) = &gauges.added {
+        family(
+            &mut out,
+            "keygate_added_seconds",
+            "histogram",
+            "keygate's added time per intercepted request, by phase (request: head in to head out to the upstream; response: the upstream's head in to the head out to the client).",
+        );
+        for (phase, h) in [("request", request), ("response", response)] {
+            for (le, n) in &h.buckets {
+                let le = *le as f64 / 1e6;
+                let _ = writeln!(
+                    out,
+                    "keygate_added_seconds_bucket{{phase=\"{phase}\",le=\"{le}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "keygate_added_seconds_bucket{{phase=\"{phase}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "keygate_added_seconds_sum{{phase=\"{phase}\"}} {}",
+                h.sum_us as f64 / 1e6
+            );
+            let _ = writeln!(
+                out,
+                "keygate_added_seconds_count{{phase=\"{phase}\"}} {}",
+                h.count
+            );
+        }
+    }
     if let Some(started) = gauges.started {
         family(
             &mut out,

@@ -24,6 +24,7 @@ pub mod headers;
 pub mod io;
 pub mod listener;
 pub mod respond;
+pub mod stats;
 pub mod upstream;
 
 use std::fmt;
@@ -216,6 +217,8 @@ pub struct Proxy {
     pub auth: Option<auth::ProxyAuth>,
     /// The session this proxy serves, if it is a `keygate run` session's.
     pub session: Option<SessionTag>,
+    /// What the proxy measures about itself (`/metrics`).
+    pub stats: stats::Stats,
     /// The keyring and phantom files the credentials of each generation use.
     credential_env: CredentialEnv,
 }
@@ -321,6 +324,7 @@ impl ProxyBuilder {
             auth: self.auth,
             session: self.session,
             credential_env: self.credential_env,
+            stats: stats::Stats::default(),
             current: RwLock::new(Arc::new(generation)),
             server_configs: self.issuer.map(|i| ServerConfigs::new(i, LEAF_CACHE_HOSTS)),
             refusal_configs,

@@ -241,7 +241,24 @@ async fn metrics_parse_with_prometheus_client_and_count_the_scripted_mix() {
     );
     assert_eq!(sample(&samples, "keygate_secrets", &[]), Some(2.0));
     assert!(sample(&samples, "keygate_bytes_total", &[("direction", "down")]).unwrap() > 0.0);
+    // keygate's added time: of the swapped request, the one that went upstream (the
+    // tripped one was refused before, the self-test origin is answered locally).
+    let added = [("phase", "request"), ("le", "+Inf")];
+    assert_eq!(
+        sample(&samples, "keygate_added_seconds_bucket", &added),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &samples,
+            "keygate_added_seconds_count",
+            &[("phase", "response")]
+        ),
+        Some(1.0)
+    );
+    assert!(sample(&samples, "keygate_leaf_cache_total", &[("result", "miss")]).unwrap() >= 2.0);
     let families: Vec<&str> = samples.iter().filter_map(|s| s["type"].as_str()).collect();
+    assert!(families.contains(&"histogram"));
     assert!(families.contains(&"counter") && families.contains(&"gauge"));
     // No label holds a path, a dummy or a value.
     let text = metrics_text(&sock).await;

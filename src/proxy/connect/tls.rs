@@ -25,6 +25,8 @@ pub struct ServerConfigs {
     provider: Arc<CryptoProvider>,
     /// A std Mutex: held for a map lookup or insert, never while minting or awaiting.
     cache: Mutex<LruCache<Host, Arc<ServerConfig>>>,
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for ServerConfigs {
@@ -41,6 +43,8 @@ impl ServerConfigs {
             issuer,
             provider: provider(),
             cache: Mutex::new(LruCache::new(capacity)),
+            hits: Default::default(),
+            misses: Default::default(),
         }
     }
 
@@ -49,16 +53,25 @@ impl ServerConfigs {
         self.issuer.ca_pem()
     }
 
+    /// Leaves served from the cache, and minted, so far.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.hits.load(Relaxed), self.misses.load(Relaxed))
+    }
+
     /// The server config presenting a leaf for `host` (SAN = host only).
     pub fn for_host(&self, host: &Host) -> Result<Arc<ServerConfig>, CaError> {
+        use std::sync::atomic::Ordering::Relaxed;
         if let Some(config) = self
             .cache
             .lock()
             .ok()
             .and_then(|mut c| c.get(host).cloned())
         {
+            self.hits.fetch_add(1, Relaxed);
             return Ok(config);
         }
+        self.misses.fetch_add(1, Relaxed);
         let leaf = self.issuer.mint(host)?;
         let mut config = ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()

@@ -244,7 +244,9 @@ pub async fn handle(
     } else {
         &generation.tls_client
     };
+    proxy.stats.request_head.observe(started.elapsed());
     let sent = tokio::time::timeout(limits.response_timeout, client.request(request)).await;
+    let response_in = Instant::now();
     if let Some(tripped) = tripped.lock().ok().and_then(|mut t| t.take()) {
         // The upstream got the body up to the dummy and then an aborted request; the
         // client gets the refusal, whatever the upstream answered.
@@ -305,6 +307,7 @@ pub async fn handle(
     };
     let body = filtered::Filtered::new(body, filters);
     let body = Metered::new(body, flow_record, Direction::Down).boxed();
+    proxy.stats.response_head.observe(response_in.elapsed());
     Ok(Response::from_parts(head, body))
 }
 
