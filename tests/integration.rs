@@ -9,6 +9,8 @@ mod support;
 
 #[path = "integration/agent.rs"]
 mod agent;
+#[path = "integration/audit.rs"]
+mod audit;
 #[path = "integration/auth.rs"]
 mod auth;
 #[path = "integration/body_swap.rs"]

@@ -40,12 +40,7 @@ impl Default for Rotation {
     }
 }
 
-/// `audit.jsonl.N`: the Nth rotated file (1 is the newest).
-pub fn rotated(path: &Path, n: u32) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".{n}"));
-    PathBuf::from(name)
-}
+pub use crate::home::rotated;
 
 /// `audit.jsonl.lock`: held while a batch is appended.
 pub fn lock_path(path: &Path) -> PathBuf {
@@ -74,15 +69,15 @@ fn open_append(path: &Path) -> io::Result<File> {
     options.open(path)
 }
 
-/// Identifies a file across renames.
+/// Identifies a file across renames (device and inode).
 #[cfg(unix)]
-fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
+pub fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     (meta.dev(), meta.ino())
 }
 
 #[cfg(not(unix))]
-fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
+pub fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
     (meta.len(), 0)
 }
 

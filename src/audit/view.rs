@@ -10,7 +10,8 @@ use crate::policy::{Host, HostPattern};
 /// Which events `keygate log` shows.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    /// Only events whose host matches (a name, or a pattern like `*.example.com`).
+    /// Only events whose host matches (a name, or a pattern like `*.example.com`); a
+    /// pattern without a port matches every port.
     pub host: Option<HostPattern>,
     /// Only events with this decision (`allow`, `deny`, `intercept`).
     pub decision: Option<String>,
@@ -29,7 +30,11 @@ impl Filter {
                 return false;
             };
             let port = event["port"].as_u64().and_then(|p| u16::try_from(p).ok());
-            return pattern.matches(&host, port.unwrap_or(443));
+            let port = match pattern.has_port() {
+                true => port.unwrap_or(443),
+                false => 443,
+            };
+            return pattern.matches(&host, port);
         }
         true
     }
@@ -173,6 +178,11 @@ mod tests {
         assert!(by_host("api.example.com").matches(&e));
         assert!(by_host("*.example.com").matches(&e));
         assert!(!by_host("other.example.com").matches(&e));
+        let mut on_8443 = e.clone();
+        on_8443["port"] = Value::from(8443);
+        assert!(by_host("api.example.com").matches(&on_8443), "any port");
+        assert!(by_host("api.example.com:8443").matches(&on_8443));
+        assert!(!by_host("api.example.com:9443").matches(&on_8443));
         let deny = Filter {
             host: None,
             decision: Some("deny".into()),
