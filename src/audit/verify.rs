@@ -138,7 +138,7 @@ impl Walk<'_> {
                 if last_seq.is_some() {
                     return Err(self.at(
                         i,
-                        "no `seq`/`prev` inside the chain: a line added by hand".into(),
+                        "no seq/prev inside the chain: a line added by hand".into(),
                     ));
                 }
                 report.unchained += 1;
@@ -160,7 +160,7 @@ impl Walk<'_> {
     fn begin(&self, i: usize, fields: Fields, report: &mut Report) -> Result<(), Break> {
         match (i, fields.prev) {
             (0, None) if fields.marker => Ok(()),
-            (0, None) => Err(self.at(i, "`prev` is null on a line that starts no chain".into())),
+            (0, None) => Err(self.at(i, "prev is null on a line that starts no chain".into())),
             (0, Some(_)) => {
                 report.starts_mid_chain = true;
                 Ok(())
@@ -184,7 +184,7 @@ impl Walk<'_> {
             return Err(self.at(
                 i,
                 format!(
-                    "a new chain starts here (`prev` is null) after {}: the lines before were replaced, or a log was mixed in",
+                    "a new chain starts here (prev is null) after {}: the lines before were replaced, or a log was mixed in",
                     self.name(i - 1)
                 ),
             ));
@@ -195,7 +195,7 @@ impl Walk<'_> {
                 false => Err(self.at(
                     i,
                     format!(
-                        "edited: its `seq` is {} where {want_seq} follows {}",
+                        "edited: its seq is {} where {want_seq} follows {}",
                         fields.seq,
                         self.name(i - 1)
                     ),
@@ -209,7 +209,7 @@ impl Walk<'_> {
             s if s == want_seq => self.at(
                 i - 1,
                 format!(
-                    "edited: its hash is not the `prev` of the next line ({})",
+                    "edited: its hash is not the prev of the next line ({})",
                     self.name(i)
                 ),
             ),
@@ -218,14 +218,14 @@ impl Walk<'_> {
                 let place = match self.lines[i].number {
                     1 => format!(
                         "at the end of {} (truncated?)",
-                        self.files[self.lines[i - 1].file].display()
+                        self.file_name(self.lines[i - 1].file)
                     ),
                     _ => format!("before {}", self.name(i)),
                 };
                 self.at(
                     i,
                     format!(
-                        "{gone} line{} deleted {place}: `seq` jumps from {last_seq} to {s}",
+                        "{gone} line{} deleted {place}: seq jumps from {last_seq} to {s}",
                         if gone == 1 { "" } else { "s" }
                     ),
                 )
@@ -233,7 +233,7 @@ impl Walk<'_> {
             s => self.at(
                 i,
                 format!(
-                    "lines reordered or repeated: `seq` goes back from {last_seq} to {s}, and its `prev` is the hash of no line"
+                    "lines reordered or repeated: seq goes back from {last_seq} to {s}, and its prev is the hash of no line"
                 ),
             ),
         })
@@ -260,14 +260,18 @@ impl Walk<'_> {
         }
     }
 
+    /// `file:line` of line `i`, the file by its name.
     fn name(&self, i: usize) -> String {
         let line = &self.lines[i];
-        let file = &self.files[line.file];
-        let file = file.file_name().map_or_else(
-            || file.display().to_string(),
+        format!("{}:{}", self.file_name(line.file), line.number)
+    }
+
+    fn file_name(&self, file: usize) -> String {
+        let path = &self.files[file];
+        path.file_name().map_or_else(
+            || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
-        );
-        format!("{file}:{}", line.number)
+        )
     }
 
     fn at(&self, i: usize, what: String) -> Break {
