@@ -271,3 +271,52 @@ fn keygate_log_follows_new_events_through_a_rotation() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn two_keygate_processes_appending_at_once_keep_one_chain() {
+    let home = tempfile::tempdir().unwrap();
+    fs::write(
+        home.path().join("keygate.yaml"),
+        "audit:\n  max_bytes: 4KiB\n  keep: 1000\n",
+    )
+    .unwrap();
+    assert_eq!(keygate_in(home.path(), &["ca", "init"]).code, Some(0));
+    let start = || {
+        let mut cmd = keygate(home.path());
+        cmd.args(["start", "--listen", "127.0.0.1:0", "--mode", "custom"]);
+        Running::start(cmd)
+    };
+    let (a, b) = (start(), start());
+    let ca = home.path().join("ca/keygate-ca.pem");
+    let clients: Vec<_> = [a.addr, b.addr]
+        .into_iter()
+        .map(|addr| {
+            let ca = ca.clone();
+            std::thread::spawn(move || {
+                for i in 0..15 {
+                    let out = run({
+                        let mut cmd = curl(&ca);
+                        cmd.args(["--proxy", &format!("http://{addr}")])
+                            .arg(format!("http://p{}-{i}.invalid/", addr.port()));
+                        cmd
+                    });
+                    assert_eq!(out.code, Some(0), "{out:?}");
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    assert_eq!(a.terminate().code(), Some(0));
+    assert_eq!(b.terminate().code(), Some(0));
+    let ok = keygate_in(home.path(), &["audit", "verify"]);
+    assert_eq!(ok.code, Some(0), "{ok:?}");
+    assert!(home.path().join("audit.jsonl.2").is_file(), "it rotated");
+    let raw = keygate_in(home.path(), &["log", "--json", "--decision", "deny"]);
+    assert_eq!(
+        raw.stdout.lines().count(),
+        30,
+        "every refusal of both: {raw:?}"
+    );
+}
