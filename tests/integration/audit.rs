@@ -137,6 +137,12 @@ fn keygate_start_writes_a_chain_that_verifies_across_rotated_files() {
     .unwrap();
     let check = keygate_in(home.path(), &["check"]);
     assert_eq!(check.code, Some(0), "{check:?}");
+    assert!(
+        check
+            .stdout
+            .contains("audit: rotated past 1KiB, 3 files kept"),
+        "{check:?}"
+    );
     let mut cmd = keygate(home.path());
     cmd.args(["start", "--listen", "127.0.0.1:0", "--mode", "custom"]);
     let keygate = Running::start(cmd);
