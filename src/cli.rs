@@ -61,6 +61,9 @@ pub enum Command {
     /// Check CA, bundle, keyring, secrets, listener, the jail and installed runtimes;
     /// say how to fix
     Doctor,
+    /// Use the admin API of a running `keygate start`
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// The jail's first process (started by `keygate run`, not by hand)
     #[command(hide = true)]
     JailInit(JailInitArgs),
@@ -112,6 +115,18 @@ pub enum DecisionArg {
     Deny,
     /// Allowed, TLS terminated by keygate
     Intercept,
+}
+
+/// `keygate admin …`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Print the dashboard's URL with the admin token (made and kept in the keyring on
+    /// first use); the admin API listens on TCP when keygate.yaml sets admin.listen
+    Token {
+        /// Print the token alone (for `Authorization: Bearer`)
+        #[arg(long)]
+        raw: bool,
+    },
 }
 
 /// `keygate jail-init --port P --socket S -- CMD...`

@@ -208,6 +208,13 @@ pub struct RawConfig {
     jail: RawJail,
     refusals: Option<Refusals>,
     audit: audit::RawAudit,
+    admin: RawAdmin,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAdmin {
+    listen: Option<Parsed<ListenAddr>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -296,6 +303,16 @@ impl RawConfig {
         raw.upstream.ca = raw.upstream.ca.iter().map(|p| base.join(p)).collect();
         Ok(raw)
     }
+
+    /// `network.allow` as written (no flags merged).
+    pub fn allow_patterns(&self) -> Vec<HostPattern> {
+        self.network.allow.iter().map(|p| p.0.clone()).collect()
+    }
+
+    /// `network.deny` as written (no flags merged).
+    pub fn deny_patterns(&self) -> Vec<HostPattern> {
+        self.network.deny.iter().map(|p| p.0.clone()).collect()
+    }
 }
 
 /// Turns a YAML error into `file:line:column: message`, without the library's own
@@ -372,6 +389,9 @@ pub struct Config {
     pub refusals: Refusals,
     /// When the audit log is rotated (`audit:`); default 64 MiB, 5 files.
     pub audit: crate::audit::Rotation,
+    /// `admin.listen`: a TCP address for the admin API besides its Unix socket (a bearer
+    /// token is then required); `None` = the socket only.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -403,6 +423,7 @@ impl Config {
             resolve.retain(|r: &ResolveRule| (&r.host, r.port) != (&rule.host, rule.port));
             resolve.push(rule);
         }
+        let admin_listen = raw.admin.listen.map(|p| p.0.0);
         let net = raw.network;
         let default_listen =
             SocketAddr::from_str(DEFAULT_LISTEN).map_err(|e| ConfigError::File {
@@ -450,6 +471,20 @@ impl Config {
             },
             refusals: raw.refusals.unwrap_or_default(),
             audit: raw.audit.resolve(),
+            admin_listen,
+        })
+        .and_then(|config| {
+            match config.admin_listen {
+                Some(admin) if admin.port() != 0 && admin == config.listen => {
+                    Err(ConfigError::File {
+                        path: file.clone(),
+                        message: format!(
+                            "admin.listen ({admin}) is the proxy's own address; the admin API is never on the proxy port: pick another port, e.g. 127.0.0.1:8878"
+                        ),
+                    })
+                }
+                _ => Ok(config),
+            }
         })
     }
 

@@ -86,6 +86,10 @@ impl Home {
     pub fn phantoms_dir(&self) -> PathBuf {
         self.root.join("phantoms")
     }
+    /// `admin.sock`: the admin API of a running `keygate start` (0600).
+    pub fn admin_socket(&self) -> PathBuf {
+        self.root.join("admin.sock")
+    }
     /// `tokens.json`: when each secret's current minted token expires (times only,
     /// never a token), written by the running keygate for `keygate secret list`.
     pub fn tokens_file(&self) -> PathBuf {

@@ -33,6 +33,7 @@
 //! I/O; nothing imports `proxy`.
 
 pub mod addon;
+pub mod admin;
 pub mod agent;
 pub mod audit;
 pub mod ca;

@@ -7,6 +7,8 @@
 
 mod support;
 
+#[path = "integration/admin.rs"]
+mod admin;
 #[path = "integration/agent.rs"]
 mod agent;
 #[path = "integration/audit.rs"]

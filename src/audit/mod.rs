@@ -139,14 +139,34 @@ pub fn path_without_query(target: &str) -> String {
     target[..end].to_string()
 }
 
+/// Sees every event recorded through a handle, on the recording thread, before it is
+/// queued for the file (the admin listener's live flows, counters and metrics). Must
+/// not block.
+pub trait Observer: Send + Sync {
+    /// Called with each event.
+    fn observe(&self, event: &Event);
+}
+
 /// Handle to the audit writer; cheap to clone. Dropping every handle stops the writer.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AuditLog {
     tx: Option<mpsc::Sender<Message>>,
     /// Stamped on every event recorded through this handle (a session's command).
     command: Option<std::sync::Arc<str>>,
     /// Also receives a copy of every `deny` event recorded through this handle.
     refusals: Option<mpsc::Sender<Event>>,
+    /// Sees every event recorded through this handle.
+    observer: Option<std::sync::Arc<dyn Observer>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("enabled", &self.tx.is_some())
+            .field("command", &self.command)
+            .field("observed", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -197,6 +217,7 @@ impl AuditLog {
                 tx: Some(tx),
                 command: None,
                 refusals: None,
+                observer: None,
             },
             AuditWriter(handle),
         )
@@ -208,6 +229,7 @@ impl AuditLog {
             tx: None,
             command: None,
             refusals: None,
+            observer: None,
         }
     }
 
@@ -215,9 +237,8 @@ impl AuditLog {
     /// events name the command that made them.
     pub fn for_command(&self, command: &str) -> AuditLog {
         AuditLog {
-            tx: self.tx.clone(),
             command: Some(command.into()),
-            refusals: self.refusals.clone(),
+            ..self.clone()
         }
     }
 
@@ -225,9 +246,16 @@ impl AuditLog {
     /// `keygate run` shows its command's refusals on its own stderr.
     pub fn with_refusal_tap(&self, tap: mpsc::Sender<Event>) -> AuditLog {
         AuditLog {
-            tx: self.tx.clone(),
-            command: self.command.clone(),
             refusals: Some(tap),
+            ..self.clone()
+        }
+    }
+
+    /// A handle whose every recorded event is also shown to `observer`.
+    pub fn with_observer(&self, observer: std::sync::Arc<dyn Observer>) -> AuditLog {
+        AuditLog {
+            observer: Some(observer),
+            ..self.clone()
         }
     }
 
@@ -240,6 +268,9 @@ impl AuditLog {
             && event.decision == Verdict::Deny
         {
             let _ = tap.send(event.clone());
+        }
+        if let Some(observer) = &self.observer {
+            observer.observe(&event);
         }
         if let Some(tx) = &self.tx {
             let _ = tx.send(Message::Event(Box::new(event)));

@@ -1,5 +1,6 @@
 //! Command implementations: glue between the CLI and the library.
 
+mod admin;
 mod audit;
 mod busy;
 mod ca;
@@ -78,6 +79,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Doctor => doctor::run(&home),
         Command::Audit(cmd) => return audit::run(&home, cmd),
         Command::Log(args) => log::run(&home, args),
+        Command::Admin(cmd) => admin::run(&home, cmd),
         Command::JailInit(_) => unreachable!("handled above"),
     };
     done.map(|()| 0)
@@ -250,6 +252,21 @@ pub fn proxy_credentials() -> Result<keygate::secrets::SecretValue, Failure> {
     ))
     .map_err(|e| anyhow!(e))?;
     store.set(PROXY_AUTH_ACCOUNT, &value)?;
+    Ok(value)
+}
+
+/// The admin API's bearer token from the keyring, made (32 random letters and digits)
+/// and stored on first use.
+pub fn admin_token() -> Result<keygate::secrets::SecretValue, Failure> {
+    use keygate::secrets::{SecretStore, SecretValue, dummy};
+    let store = open_store()?;
+    let account = keygate::admin::auth::ADMIN_TOKEN_ACCOUNT;
+    if let Some(existing) = store.get(account)? {
+        return Ok(existing);
+    }
+    let token = dummy::expand("{random:32}", "").map_err(|e| anyhow!(e))?;
+    let value = SecretValue::new(token).map_err(|e| anyhow!(e))?;
+    store.set(account, &value)?;
     Ok(value)
 }
 

@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use keygate::admin::Admin;
+use keygate::admin::observe::Observed;
 use keygate::audit::AuditLog;
 use keygate::config::{Config, Overrides};
 use keygate::home::Home;
@@ -38,6 +40,8 @@ pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
     super::tighten_home(home)?;
     let (audit, writer) = AuditLog::open(&home.audit_log(), config.audit)
         .with_context(|| format!("opening {}", home.audit_log().display()))?;
+    let observed = Arc::new(Observed::default());
+    let audit = audit.with_observer(observed.clone());
     let builder = Proxy::builder(config, policy, audit.clone())
         .ca(Arc::new(ca))
         .secrets(secrets);
@@ -58,6 +62,7 @@ pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
         let hangups = hangups();
         let shutdown = shutdown_signal();
         eprintln!("keygate listening on http://{addr}");
+        start_admin(home, &proxy, observed, &flags, (listen, addr));
         let reloads = tokio::spawn(reload_on_sighup(
             hangups,
             proxy.clone(),
@@ -77,6 +82,88 @@ pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
     runtime.shutdown_timeout(Duration::from_millis(100));
     drop(writer);
     result.map_err(Failure::from)
+}
+
+/// Serves the admin API on `$KEYGATE_HOME/admin.sock` until shutdown. A socket that
+/// cannot be bound is a warning: the proxy serves on without it.
+#[cfg(unix)]
+fn start_admin(
+    home: &Home,
+    proxy: &Arc<Proxy>,
+    observed: Arc<Observed>,
+    flags: &Overrides,
+    (listen, bound): (std::net::SocketAddr, std::net::SocketAddr),
+) {
+    let path = home.admin_socket();
+    let listener = match keygate::admin::bind_unix(&path) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::warn!("no admin API: cannot listen on {}: {e}", path.display());
+            return;
+        }
+    };
+    let (reload_proxy, reload_home, reload_flags) = (proxy.clone(), home.clone(), flags.clone());
+    let reload: keygate::admin::Reload = Arc::new(move || {
+        let (proxy, home, flags) = (
+            reload_proxy.clone(),
+            reload_home.clone(),
+            reload_flags.clone(),
+        );
+        Box::pin(async move { reload_once(proxy, home, flags, listen, "admin API").await })
+    });
+    let admin = Arc::new(Admin {
+        proxy: proxy.clone(),
+        observed,
+        reload,
+        config_file: home.config_file(),
+        tokens_file: Some(home.tokens_file()),
+        rules_lock: tokio::sync::Mutex::new(()),
+        listen: bound,
+    });
+    tracing::info!("admin API on {}", path.display());
+    if let Some(tcp) = proxy.current().config.admin_listen {
+        start_admin_tcp(tcp, admin.clone(), proxy);
+    }
+    proxy.tasks.spawn(keygate::admin::serve_unix(
+        listener,
+        path,
+        admin,
+        proxy.shutdown.clone(),
+    ));
+}
+
+/// The admin API on TCP too (`admin.listen`), behind the token. A failure is a warning.
+fn start_admin_tcp(addr: std::net::SocketAddr, admin: Arc<Admin>, proxy: &Arc<Proxy>) {
+    let bound = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(tokio::net::TcpListener::from_std);
+    let listener = match bound {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::warn!("no admin API on TCP: cannot listen on {addr}: {e}");
+            return;
+        }
+    };
+    let token = match super::admin_token() {
+        Ok(token) => token,
+        Err(failure) => {
+            tracing::warn!("no admin API on TCP: its token: {:#}", failure.error);
+            return;
+        }
+    };
+    if let Ok(local) = listener.local_addr() {
+        eprintln!("keygate admin API on http://{local} (the token: `keygate admin token`)");
+    }
+    proxy.tasks.spawn(keygate::admin::serve_tcp(
+        listener,
+        admin,
+        token,
+        proxy.shutdown.clone(),
+    ));
+}
+
+#[cfg(not(unix))]
+fn start_admin(_: &Home, _: &Arc<Proxy>, _: Arc<Observed>, _: &Overrides, _: std::net::SocketAddr) {
 }
 
 /// Binds the listener; when the address is taken, says by what (another keygate, or
@@ -133,35 +220,48 @@ async fn reload_on_sighup(
         return;
     };
     while hangups.recv().await.is_some() {
-        let (home, flags) = (home.clone(), flags.clone());
-        let loaded = tokio::task::spawn_blocking(move || load_generation(&home, flags)).await;
-        match loaded {
-            Ok(Ok((config, policy, secrets))) => {
-                if config.listen != listen {
-                    tracing::warn!(
-                        "listen changed to {}; it takes effect on restart",
-                        config.listen
-                    );
-                }
-                let count = count_of(secrets.iter().count(), "secret", "secrets");
-                match proxy.reload(config, policy, secrets) {
-                    Ok(()) => {
-                        tracing::info!("reloaded the configuration and {count} (SIGHUP)")
-                    }
-                    Err(e) => {
-                        tracing::error!("reload failed, keeping the previous configuration: {e}")
-                    }
-                }
-            }
-            Ok(Err(failure)) => {
-                tracing::error!(
-                    "reload failed, keeping the previous configuration: {:#}",
-                    failure.error
+        let _ = reload_once(proxy.clone(), home.clone(), flags.clone(), listen, "SIGHUP").await;
+    }
+}
+
+/// Reloads keygate.yaml, secrets.yaml and the keyring values (off the async threads);
+/// on any error the previous configuration stays in force. Logs the outcome and returns
+/// it (`why` names what asked: SIGHUP, the admin API).
+async fn reload_once(
+    proxy: Arc<Proxy>,
+    home: Home,
+    flags: Overrides,
+    listen: std::net::SocketAddr,
+    why: &'static str,
+) -> Result<String, String> {
+    let loaded = tokio::task::spawn_blocking(move || load_generation(&home, flags)).await;
+    let outcome = match loaded {
+        Ok(Ok((config, policy, secrets))) => {
+            if config.listen != listen {
+                tracing::warn!(
+                    "listen changed to {}; it takes effect on restart",
+                    config.listen
                 );
             }
-            Err(e) => tracing::error!("reload failed: {e}"),
+            let count = count_of(secrets.iter().count(), "secret", "secrets");
+            match proxy.reload(config, policy, secrets) {
+                Ok(()) => Ok(format!("reloaded the configuration and {count}")),
+                Err(e) => Err(format!(
+                    "reload failed, keeping the previous configuration: {e}"
+                )),
+            }
         }
+        Ok(Err(failure)) => Err(format!(
+            "reload failed, keeping the previous configuration: {:#}",
+            failure.error
+        )),
+        Err(e) => Err(format!("reload failed: {e}")),
+    };
+    match &outcome {
+        Ok(message) => tracing::info!("{message} ({why})"),
+        Err(message) => tracing::error!("{message} ({why})"),
     }
+    outcome
 }
 
 #[cfg(not(unix))]
