@@ -53,6 +53,11 @@ pub enum Command {
     Run(RunArgs),
     /// Validate the configuration and print the effective policy (exit 0 valid, 2 invalid)
     Check(CheckArgs),
+    /// Read the audit log: one line per event, filtered, or followed (-f)
+    Log(LogArgs),
+    /// Check the audit log
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Check CA, bundle, keyring, secrets, listener, the jail and installed runtimes;
     /// say how to fix
     Doctor,
@@ -62,6 +67,54 @@ pub enum Command {
     /// The jail's first process (started by `keygate run`, not by hand)
     #[command(hide = true)]
     JailInit(JailInitArgs),
+}
+
+/// `keygate audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain of the audit log (and its rotated files); exit 0 when it
+    /// holds, 1 with the first broken link
+    Verify {
+        /// The log to check [default: $KEYGATE_HOME/audit.jsonl]; its rotated files
+        /// (FILE.1, FILE.2, ...) are walked too
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+}
+
+/// `keygate log [-f] [--json] [--host H] [--decision D] [-n N]`
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Keep reading as events are written (through rotations), until interrupted
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Print the log's own JSON lines instead of the table
+    #[arg(long)]
+    pub json: bool,
+    /// Only events for this host or pattern, e.g. api.example.com or '*.example.com'
+    /// (without a port: every port)
+    #[arg(long, value_name = "PATTERN")]
+    pub host: Option<HostPattern>,
+    /// Only events with this decision
+    #[arg(long, value_enum)]
+    pub decision: Option<DecisionArg>,
+    /// Only the last N events (that pass the filters) [default: all; with -f, 10]
+    #[arg(short = 'n', long = "lines", value_name = "N")]
+    pub lines: Option<usize>,
+    /// The log to read [default: $KEYGATE_HOME/audit.jsonl]
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+/// `keygate log --decision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DecisionArg {
+    /// Allowed and forwarded or tunnelled
+    Allow,
+    /// Refused or failed
+    Deny,
+    /// Allowed, TLS terminated by keygate
+    Intercept,
 }
 
 /// `keygate admin …`.

@@ -13,6 +13,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, de};
 
+pub mod audit;
 pub mod limits;
 
 use crate::policy::{Host, HostPattern, Mode, Policy, PrivateAddresses, parse_authority};
@@ -206,6 +207,7 @@ pub struct RawConfig {
     limits: limits::RawLimits,
     jail: RawJail,
     refusals: Option<Refusals>,
+    audit: audit::RawAudit,
     admin: RawAdmin,
 }
 
@@ -385,6 +387,8 @@ pub struct Config {
     pub jail: JailConfig,
     /// How refused CONNECTs are answered (`refusals:`); default tls.
     pub refusals: Refusals,
+    /// When the audit log is rotated (`audit:`); default 64 MiB, 5 files.
+    pub audit: crate::audit::Rotation,
     /// `admin.listen`: a TCP address for the admin API besides its Unix socket (a bearer
     /// token is then required); `None` = the socket only.
     pub admin_listen: Option<SocketAddr>,
@@ -466,6 +470,7 @@ impl Config {
                 hide: raw.jail.hide,
             },
             refusals: raw.refusals.unwrap_or_default(),
+            audit: raw.audit.resolve(),
             admin_listen,
         })
         .and_then(|config| {

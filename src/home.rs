@@ -106,11 +106,18 @@ impl Home {
     /// not here, it is refused instead ([`crate::ca::Ca::load`]).
     pub fn tighten(&self) -> io::Result<Vec<String>> {
         let mut changed = Vec::new();
+        let rotated = (1..)
+            .map(|n| rotated(&self.audit_log(), n))
+            .take_while(|p| p.is_file())
+            .map(|p| (p, FILE_MODE));
         for (path, mode) in [
             (self.secrets_file(), FILE_MODE),
             (self.audit_log(), FILE_MODE),
             (self.ca_dir(), DIR_MODE),
-        ] {
+        ]
+        .into_iter()
+        .chain(rotated)
+        {
             if let Some(was) = tighten(&path, mode)? {
                 changed.push(format!(
                     "{} was open to group or others (mode {was:o}); now {mode:o}",
@@ -126,6 +133,13 @@ impl Home {
         create_private_dir(&self.root)?;
         create_private_dir(&self.ca_dir())
     }
+}
+
+/// `PATH.N`: the Nth rotated file of a log (1 is the newest), e.g. `audit.jsonl.1`.
+pub fn rotated(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
 }
 
 /// Marks this process non-dumpable (`PR_SET_DUMPABLE` 0), so that no other process
@@ -262,6 +276,9 @@ mod tests {
         fs::write(home.audit_log(), b"").unwrap();
         open(&home.audit_log(), 0o644);
         open(&home.ca_dir(), 0o755);
+        let rotated = rotated(&home.audit_log(), 1);
+        fs::write(&rotated, b"").unwrap();
+        open(&rotated, 0o640);
         // A symlinked secrets.yaml (dotfiles) is left alone: its target is not ours.
         let elsewhere = dir.path().join("elsewhere.yaml");
         fs::write(&elsewhere, b"[]").unwrap();
@@ -272,8 +289,9 @@ mod tests {
         open(&keygate_yaml, 0o644);
 
         let changed = home.tighten().unwrap();
-        assert_eq!(changed.len(), 2, "{changed:?}");
+        assert_eq!(changed.len(), 3, "{changed:?}");
         assert!(changed[0].contains("audit.jsonl") && changed[0].contains("644"));
+        assert!(changed[2].contains("audit.jsonl.1") && changed[2].contains("640"));
         assert_eq!(group_or_other_bits(&home.audit_log()).unwrap(), 0);
         assert_eq!(group_or_other_bits(&home.ca_dir()).unwrap(), 0);
         assert_eq!(group_or_other_bits(&elsewhere).unwrap(), 0o044);

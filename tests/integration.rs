@@ -11,6 +11,8 @@ mod support;
 mod admin;
 #[path = "integration/agent.rs"]
 mod agent;
+#[path = "integration/audit.rs"]
+mod audit;
 #[path = "integration/auth.rs"]
 mod auth;
 #[path = "integration/body_swap.rs"]

@@ -121,6 +121,12 @@ pub fn describe(home: &Home, config: &Config, policy: &Policy) -> String {
     let _ = writeln!(out, "refusals: {}", config.refusals);
     let _ = writeln!(
         out,
+        "audit: rotated past {}, {} files kept",
+        keygate::config::audit::Size(config.audit.max_bytes),
+        config.audit.keep
+    );
+    let _ = writeln!(
+        out,
         "\nrules, in order (deny wins over everything; unknown hosts are denied):"
     );
     list(&mut out, "deny", &policy.deny);

@@ -1,12 +1,14 @@
 //! Command implementations: glue between the CLI and the library.
 
 mod admin;
+mod audit;
 mod busy;
 mod ca;
 mod check;
 mod child;
 mod doctor;
 mod env;
+mod log;
 mod probe;
 mod refusals;
 mod run;
@@ -75,6 +77,8 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Run(args) => return run::run(&home, args),
         Command::Check(args) => check::run(&home, args),
         Command::Doctor => doctor::run(&home),
+        Command::Audit(cmd) => return audit::run(&home, cmd),
+        Command::Log(args) => log::run(&home, args),
         Command::Admin(cmd) => admin::run(&home, cmd),
         Command::JailInit(_) => unreachable!("handled above"),
     };

@@ -147,7 +147,7 @@ impl Embedded {
             .context("binding an embedded proxy on 127.0.0.1")?;
         let addr = listener.local_addr()?;
         super::tighten_home(home)?;
-        let (audit, _writer) = AuditLog::open(&home.audit_log())
+        let (audit, _writer) = AuditLog::open(&home.audit_log(), config.audit)
             .with_context(|| format!("opening {}", home.audit_log().display()))?;
         let policy = config.policy(secrets.host_patterns());
         let (tap, refusals) = std::sync::mpsc::channel();

@@ -140,7 +140,7 @@ pub fn run(
             ),
         };
         super::tighten_home(home)?;
-        let (audit, _writer) = AuditLog::open(&home.audit_log())
+        let (audit, _writer) = AuditLog::open(&home.audit_log(), config.audit)
             .with_context(|| format!("opening {}", home.audit_log().display()))?;
         let policy = config.policy(secrets.host_patterns());
         let (tap, refusals) = std::sync::mpsc::channel();

@@ -38,7 +38,7 @@ pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
         .with_context(|| format!("creating {}", home.root().display()))?;
     let ca = super::ca::ensure_ca(home)?;
     super::tighten_home(home)?;
-    let (audit, writer) = AuditLog::open(&home.audit_log())
+    let (audit, writer) = AuditLog::open(&home.audit_log(), config.audit)
         .with_context(|| format!("opening {}", home.audit_log().display()))?;
     let observed = Arc::new(Observed::default());
     let audit = audit.with_observer(observed.clone());

@@ -256,3 +256,23 @@ fn the_decoded_ratio_defaults_to_100_and_takes_a_positive_count() {
     assert_eq!(parse("").unwrap().limits.max_decoded_ratio, 100);
     assert!(parse("limits:\n  max_decoded_ratio: 0\n").is_err());
 }
+
+#[test]
+fn audit_rotation_defaults_and_takes_sizes_and_counts_with_their_place_on_error() {
+    let d = parse("").unwrap().audit;
+    assert_eq!((d.max_bytes, d.keep), (64 << 20, 5));
+    let a = parse("audit:\n  max_bytes: 2MiB\n  keep: 2\n")
+        .unwrap()
+        .audit;
+    assert_eq!((a.max_bytes, a.keep), (2 << 20, 2));
+    let e = err("audit:\n  max_bytes: 100\n");
+    assert!(e.starts_with("/etc/kg/keygate.yaml:2:"), "{e}");
+    assert!(e.contains("1KiB"), "{e}");
+    let e = err("audit:\n  keep: 0\n");
+    assert!(
+        e.starts_with("/etc/kg/keygate.yaml:2:") && e.contains("1 to 1000"),
+        "{e}"
+    );
+    let e = err("audit:\n  max_files: 3\n");
+    assert!(e.contains("unknown field `max_files`"), "{e}");
+}

@@ -137,18 +137,25 @@ impl Layout {
 
 /// The entries of `$KEYGATE_HOME` a jailed command must never see, whatever the
 /// writable paths say: the CA key, the registry, the configuration, the recipes, the
-/// audit log.
+/// audit log with its lock and the rotated files present now (`audit.jsonl.N`).
 pub fn keygate_private_paths(home: &Path) -> Vec<PathBuf> {
-    [
+    let mut paths: Vec<PathBuf> = [
         "ca",
         "secrets.yaml",
         "keygate.yaml",
         "addons",
         "audit.jsonl",
+        "audit.jsonl.lock",
     ]
     .iter()
     .map(|p| home.join(p))
-    .collect()
+    .collect();
+    paths.extend(
+        (1..)
+            .map(|n| crate::home::rotated(&home.join("audit.jsonl"), n))
+            .take_while(|p| p.is_file()),
+    );
+    paths
 }
 
 /// Makes `path` absolute against `cwd` and resolves symbolic links when it exists, so a
@@ -227,6 +234,7 @@ mod tests {
         let private = keygate_private_paths(Path::new("/k"));
         assert!(private.contains(&p("/k/ca")));
         assert!(private.contains(&p("/k/secrets.yaml")));
+        assert!(private.contains(&p("/k/audit.jsonl.lock")));
         assert_eq!(expand_tilde(Path::new("~/x"), Path::new("/h")), p("/h/x"));
         assert_eq!(expand_tilde(Path::new("/a/x"), Path::new("/h")), p("/a/x"));
         assert_eq!(

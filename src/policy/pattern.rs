@@ -196,6 +196,12 @@ impl HostPattern {
         }
     }
 
+    /// True when the pattern names its ports (`host:8443`, `host:*`), false when it
+    /// covers the default ones.
+    pub fn has_port(&self) -> bool {
+        !matches!(self.ports, PortMatch::Default)
+    }
+
     /// True when the pattern is an IP literal or CIDR block (these may allow
     /// private addresses).
     pub fn is_ip(&self) -> bool {

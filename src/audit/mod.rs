@@ -10,15 +10,26 @@
 //! exactly when it matters, and an event is a few hundred bytes.
 //! Never a header value, never a query string, never a secret: the [`Event`] type has no
 //! field that could hold one.
+//!
+//! Every line is chained to the one before it ([`chain`]); on disk the chain is shared
+//! by every process that appends to the file, and the file is rotated by size
+//! ([`file`]); [`verify`] walks the chain and [`view`] reads the log for a human.
 
-use std::fs::OpenOptions;
-use std::io::{self, BufWriter, Write};
+pub mod chain;
+pub mod file;
+pub mod verify;
+pub mod view;
+
+use std::io::{self, Write};
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use serde::{Serialize, Serializer};
+
+use chain::{Chain, Tail};
+pub use file::{FileSink, Rotation};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -115,7 +126,7 @@ impl Event {
 /// How long the writer waits after a batch before it looks for the next one.
 pub const BATCH_PAUSE: Duration = Duration::from_millis(2);
 
-fn rfc3339<S: Serializer>(ts: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn rfc3339<S: Serializer>(ts: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     let text = OffsetDateTime::from(*ts)
         .format(&Rfc3339)
         .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"));
@@ -179,18 +190,23 @@ impl AuditWriter {
 }
 
 impl AuditLog {
-    /// Appends to `path` (created 0600 if missing).
-    pub fn open(path: &Path) -> io::Result<(AuditLog, AuditWriter)> {
-        let mut options = OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, crate::home::FILE_MODE);
-        let file = options.open(path)?;
-        Ok(AuditLog::to_writer(file))
+    /// Appends to `path` (created 0600 if missing), continuing the chain found at its
+    /// end, under a lock shared with every other process appending to it, and rotating
+    /// it as `rotation` says.
+    pub fn open(path: &Path, rotation: Rotation) -> io::Result<(AuditLog, AuditWriter)> {
+        Ok(AuditLog::spawn(FileSink::open(path, rotation)?))
     }
 
-    /// Writes events to any sink (tests use a pipe or a buffer).
+    /// Writes events to any sink (tests use a pipe or a buffer), chained from a marker
+    /// line of its own.
     pub fn to_writer(sink: impl Write + Send + 'static) -> (AuditLog, AuditWriter) {
+        AuditLog::spawn(StreamSink {
+            out: sink,
+            chain: Chain::after(Tail::Empty),
+        })
+    }
+
+    fn spawn(sink: impl Sink + Send + 'static) -> (AuditLog, AuditWriter) {
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("keygate-audit".into())
@@ -273,24 +289,51 @@ impl AuditLog {
     }
 }
 
-fn write_loop(rx: mpsc::Receiver<Message>, sink: impl Write) {
-    let mut out = BufWriter::new(sink);
+/// Where the writer thread puts a batch of events.
+trait Sink {
+    /// Appends `events`, chained, and flushes.
+    fn append(&mut self, events: &[Box<Event>]) -> io::Result<()>;
+}
+
+impl Sink for FileSink {
+    fn append(&mut self, events: &[Box<Event>]) -> io::Result<()> {
+        FileSink::append(self, events)
+    }
+}
+
+/// Any writer, with a chain of its own.
+struct StreamSink<W> {
+    out: W,
+    chain: Chain,
+}
+
+impl<W: Write> Sink for StreamSink<W> {
+    fn append(&mut self, events: &[Box<Event>]) -> io::Result<()> {
+        let mut buf = Vec::new();
+        for event in events {
+            self.chain.push(event.as_ref(), &mut buf)?;
+        }
+        self.out.write_all(&buf)?;
+        self.out.flush()
+    }
+}
+
+fn write_loop(rx: mpsc::Receiver<Message>, mut sink: impl Sink) {
     while let Ok(first) = rx.recv() {
         let mut waiting = Vec::new();
+        let mut events = Vec::new();
         let mut next = Some(first);
         while let Some(message) = next {
             match message {
-                Message::Event(event) => {
-                    if let Err(e) = write_event(&mut out, &event) {
-                        tracing::error!("cannot write the audit log: {e}");
-                    }
-                }
+                Message::Event(event) => events.push(event),
                 Message::Flush(ack) => waiting.push(ack),
             }
             next = rx.try_recv().ok();
         }
-        if let Err(e) = out.flush() {
-            tracing::error!("cannot flush the audit log: {e}");
+        if !events.is_empty()
+            && let Err(e) = sink.append(&events)
+        {
+            tracing::error!("cannot write the audit log: {e}");
         }
         for ack in waiting {
             let _ = ack.send(());
@@ -299,11 +342,6 @@ fn write_loop(rx: mpsc::Receiver<Message>, sink: impl Write) {
         // queue without a wake-up system call.
         std::thread::sleep(BATCH_PAUSE);
     }
-}
-
-fn write_event(out: &mut impl Write, event: &Event) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, event)?;
-    out.write_all(b"\n")
 }
 
 #[cfg(test)]
@@ -339,8 +377,8 @@ mod tests {
         writer.finish();
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 2);
-        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(lines.len(), 3, "a chain marker, then the two events");
+        let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
         for key in [
             "ts",
             "client",
