@@ -25,6 +25,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8877";
 /// asks for an ephemeral one.
 pub const DEFAULT_LISTEN_PORT: u16 = 8877;
 
+/// How long a held request waits for a human's answer by default (`network.ask_timeout`).
+pub const DEFAULT_ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Which allowed TLS connections keygate terminates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -250,6 +253,8 @@ impl Default for JailConfig {
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawNetwork {
+    ask: Option<bool>,
+    ask_timeout: Option<Parsed<limits::Span>>,
     mode: Option<RawMode>,
     allow: Vec<Parsed<HostPattern>>,
     deny: Vec<Parsed<HostPattern>>,
@@ -389,6 +394,12 @@ pub struct Config {
     pub refusals: Refusals,
     /// When the audit log is rotated (`audit:`); default 64 MiB, 5 files.
     pub audit: crate::audit::Rotation,
+    /// `network.ask`: a request to a host that is not allowed is held while a human is
+    /// asked (the admin API, the dashboard) instead of refused at once.
+    pub ask: bool,
+    /// `network.ask_timeout`: how long a held request waits for an answer (default 30 s);
+    /// then it is refused as without `ask`.
+    pub ask_timeout: std::time::Duration,
     /// `admin.listen`: a TCP address for the admin API besides its Unix socket (a bearer
     /// token is then required); `None` = the socket only.
     pub admin_listen: Option<SocketAddr>,
@@ -425,6 +436,11 @@ impl Config {
         }
         let admin_listen = raw.admin.listen.map(|p| p.0.0);
         let net = raw.network;
+        let ask = net.ask.unwrap_or(false);
+        let ask_timeout = net
+            .ask_timeout
+            .as_ref()
+            .map_or(DEFAULT_ASK_TIMEOUT, |p| p.0.0);
         let default_listen =
             SocketAddr::from_str(DEFAULT_LISTEN).map_err(|e| ConfigError::File {
                 path: file.clone(),
@@ -471,6 +487,8 @@ impl Config {
             },
             refusals: raw.refusals.unwrap_or_default(),
             audit: raw.audit.resolve(),
+            ask,
+            ask_timeout,
             admin_listen,
         })
         .and_then(|config| {

@@ -18,6 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::Admin;
 use super::metrics::{self, Gauges};
 use super::rules::{self, Added, List};
+use crate::proxy::approvals::Answer;
 use crate::secrets::kind::Kind;
 
 /// The body of every admin answer.
@@ -45,10 +46,12 @@ pub async fn handle(admin: Arc<Admin>, req: Request<hyper::body::Incoming>) -> R
         (Method::GET, "/api/secrets") => secrets(&admin),
         (Method::POST, "/api/reload") => reload(&admin).await,
         (Method::POST, "/api/rules") => add_rule(&admin, req).await,
+        (Method::GET, "/api/approvals") => approvals(&admin),
+        (Method::POST, p) if p.starts_with("/api/approvals/") => answer(&admin, req).await,
         (
             _,
             "/healthz" | "/readyz" | "/metrics" | "/api/flows" | "/api/flows/stream"
-            | "/api/policy" | "/api/secrets" | "/api/reload" | "/api/rules",
+            | "/api/policy" | "/api/secrets" | "/api/reload" | "/api/rules" | "/api/approvals",
         ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method-not-allowed",
@@ -58,7 +61,7 @@ pub async fn handle(admin: Arc<Admin>, req: Request<hyper::body::Incoming>) -> R
             StatusCode::NOT_FOUND,
             "not-found",
             format!(
-                "no route {path}; the routes: GET /healthz, /readyz, /metrics, /api/flows?limit=N, /api/flows/stream, /api/policy, /api/secrets; POST /api/reload, /api/rules"
+                "no route {path}; the routes: GET /healthz, /readyz, /metrics, /api/flows?limit=N, /api/flows/stream, /api/policy, /api/secrets, /api/approvals; POST /api/reload, /api/rules, /api/approvals/ID"
             ),
         ),
     }
@@ -306,32 +309,50 @@ async fn add_rule(admin: &Admin, req: Request<hyper::body::Incoming>) -> Respons
             );
         }
     };
+    match apply_rule(admin, list, &pattern).await {
+        Ok(None) => json_ok(&json!({"changed": false, "list": list.key(), "pattern": pattern})),
+        Ok(Some(message)) => json_ok(&json!({
+            "changed": true,
+            "list": list.key(),
+            "pattern": pattern,
+            "reloaded": message,
+        })),
+        Err(answer) => answer,
+    }
+}
+
+/// Adds `pattern` to `list` in keygate.yaml and reloads: `Ok(None)` when it was already
+/// there, `Ok(Some(reload message))` when added; the file goes back as it was if the
+/// reload fails.
+async fn apply_rule(
+    admin: &Admin,
+    list: List,
+    pattern: &str,
+) -> Result<Option<String>, Response<AdminBody>> {
     let _edit = admin.rules_lock.lock().await;
     let path = admin.config_file.clone();
     let before = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => {
-            return error(
+            return Err(error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "config-unreadable",
                 format!("cannot read {}: {e}", path.display()),
-            );
+            ));
         }
     };
-    let after = match rules::add(&before, list, &pattern) {
+    let after = match rules::add(&before, list, pattern) {
         Ok(Added::Changed(text)) => text,
-        Ok(Added::AlreadyThere) => {
-            return json_ok(&json!({"changed": false, "list": list.key(), "pattern": pattern}));
-        }
-        Err(reason) => return bad(reason),
+        Ok(Added::AlreadyThere) => return Ok(None),
+        Err(reason) => return Err(error(StatusCode::BAD_REQUEST, "bad-rule", reason)),
     };
     if let Err(e) = crate::home::write_atomic(&path, after.as_bytes(), crate::home::FILE_MODE) {
-        return error(
+        return Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "config-unwritable",
             format!("cannot write {}: {e}", path.display()),
-        );
+        ));
     }
     match (admin.reload)().await {
         Ok(message) => {
@@ -340,21 +361,76 @@ async fn add_rule(admin: &Admin, req: Request<hyper::body::Incoming>) -> Respons
                 list.key(),
                 path.display()
             );
-            json_ok(&json!({
-                "changed": true,
-                "list": list.key(),
-                "pattern": pattern,
-                "reloaded": message,
-            }))
+            Ok(Some(message))
         }
         Err(reason) => {
             // The file goes back as it was: a rule that cannot load is not kept.
             let _ = crate::home::write_atomic(&path, before.as_bytes(), crate::home::FILE_MODE);
-            error(
+            Err(error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "reload-failed",
                 format!("{reason}; keygate.yaml was left as it was"),
-            )
+            ))
         }
+    }
+}
+
+fn approvals(admin: &Admin) -> Response<AdminBody> {
+    let generation = admin.proxy.current();
+    json_ok(&json!({
+        "ask": generation.config.ask,
+        "ask_timeout_secs": generation.config.ask_timeout.as_secs(),
+        "pending": admin.proxy.approvals.pending(),
+    }))
+}
+
+/// `POST /api/approvals/ID` with `{"decision": "once" | "always" | "deny"}`.
+async fn answer(admin: &Admin, req: Request<hyper::body::Incoming>) -> Response<AdminBody> {
+    let bad = |reason: String| error(StatusCode::BAD_REQUEST, "bad-decision", reason);
+    let Some(id) = req
+        .uri()
+        .path()
+        .strip_prefix("/api/approvals/")
+        .and_then(|id| id.parse::<u64>().ok())
+    else {
+        return bad("the path is /api/approvals/ID, ID a number from GET /api/approvals".into());
+    };
+    let body = match Limited::new(req.into_body(), MAX_RULE_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => {
+            return bad(format!(
+                "the body is unreadable or over {MAX_RULE_BODY} bytes"
+            ));
+        }
+    };
+    let decision = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+        v.get("decision")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    let answer = match decision.as_deref() {
+        Some("once") => Answer::Once,
+        Some("always") => Answer::Always,
+        Some("deny") => Answer::Deny,
+        _ => return bad(r#"send {"decision": "once" | "always" | "deny"}"#.into()),
+    };
+    let gone = || {
+        error(
+            StatusCode::NOT_FOUND,
+            "not-held",
+            format!("no request {id} is waiting (answered, timed out, or its client left)"),
+        )
+    };
+    if answer == Answer::Always {
+        let Some(pattern) = admin.proxy.approvals.allow_pattern(id) else {
+            return gone();
+        };
+        if let Err(answer) = apply_rule(admin, List::Allow, &pattern).await {
+            return answer;
+        }
+    }
+    match admin.proxy.approvals.answer(id, answer, "the admin API") {
+        true => json_ok(&json!({"answered": true, "id": id})),
+        false => gone(),
     }
 }

@@ -68,6 +68,8 @@ pub enum Allowed {
     Trusted(HostPattern),
     /// keygate's own self-test origin (`keygate.test`), answered locally.
     SelfTest,
+    /// Not allowed, but a human approved it when asked (`network.ask`): how and by whom.
+    Approved(String),
 }
 
 impl fmt::Display for Allowed {
@@ -77,6 +79,7 @@ impl fmt::Display for Allowed {
             Allowed::AllowRule(p) => write!(f, "allow rule {p}"),
             Allowed::Trusted(p) => write!(f, "trusted list {p}"),
             Allowed::SelfTest => f.write_str("keygate self-test origin"),
+            Allowed::Approved(how) => f.write_str(how),
         }
     }
 }

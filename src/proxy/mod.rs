@@ -18,6 +18,7 @@
 //! (byte-level wrappers). This file holds what every stage uses: the [`Proxy`], its
 //! reloadable [`Generation`], the [`Body`] type and the [`ClientInfo`].
 
+pub mod approvals;
 pub mod connect;
 pub mod exchange;
 pub mod headers;
@@ -219,6 +220,8 @@ pub struct Proxy {
     pub session: Option<SessionTag>,
     /// What the proxy measures about itself (`/metrics`).
     pub stats: stats::Stats,
+    /// Requests held while a human is asked (`network.ask`).
+    pub approvals: approvals::Approvals,
     /// The keyring and phantom files the credentials of each generation use.
     credential_env: CredentialEnv,
 }
@@ -325,6 +328,7 @@ impl ProxyBuilder {
             session: self.session,
             credential_env: self.credential_env,
             stats: stats::Stats::default(),
+            approvals: approvals::Approvals::default(),
             current: RwLock::new(Arc::new(generation)),
             server_configs: self.issuer.map(|i| ServerConfigs::new(i, LEAF_CACHE_HOSTS)),
             refusal_configs,

@@ -408,3 +408,118 @@ fn a_jailed_command_cannot_reach_the_admin_api() {
     assert_eq!(outside["tcp"], "connected");
     drop(keygate);
 }
+
+/// `curl -x PROXY URL` in the background: the status and the body.
+fn curl_body(proxy: std::net::SocketAddr, url: String) -> tokio::task::JoinHandle<(u16, String)> {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "--max-time", "20", "-x"])
+            .arg(format!("http://{proxy}"))
+            .arg(url)
+            .output()
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    })
+}
+
+/// The id of the one held request, once it is held.
+async fn held(sock: &Path) -> u64 {
+    within("a held request", async {
+        loop {
+            let (_, list) = admin_json(sock, "GET", "/api/approvals", None).await;
+            if let Some(id) = list["pending"][0]["id"].as_u64() {
+                return id;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// `network.ask`: a request to a host that is not allowed waits for an answer: allowed
+/// once, refused by a deny, refused when no one answers in time, and allowed for good
+/// (the rule written to keygate.yaml) by "always".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_requests_are_released_denied_or_time_out() {
+    if crate::support::clients::curl().is_none() {
+        return;
+    }
+    let upstream = HttpUpstream::start().await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("keygate.yaml"),
+        "listen: 127.0.0.1:0\nnetwork:\n  mode: custom\n  ask: true\n  ask_timeout: 2s\n",
+    )
+    .unwrap();
+    let resolve = format!("{SITE}:80={}", upstream.addr);
+    let keygate = Running::start(bin::keygate_keyutils(
+        home.path(),
+        &["start", "--resolve", &resolve],
+    ));
+    keygate.wait_for_line("admin API on");
+    let sock = home.path().join("admin.sock");
+    let proxy = keygate.addr;
+    let answer = |id: u64, decision: &'static str| {
+        let sock = sock.clone();
+        async move {
+            let body = format!(r#"{{"decision": "{decision}"}}"#);
+            admin_json(&sock, "POST", &format!("/api/approvals/{id}"), Some(&body)).await
+        }
+    };
+
+    // Allowed once.
+    let request = curl_body(proxy, format!("http://{SITE}/once"));
+    let id = held(&sock).await;
+    let (_, list) = admin_json(&sock, "GET", "/api/approvals", None).await;
+    assert_eq!(list["pending"][0]["host"], SITE);
+    assert_eq!(list["pending"][0]["allow"], SITE);
+    let (status, answered) = answer(id, "once").await;
+    assert_eq!(status, 200, "{answered}");
+    assert_eq!(request.await.unwrap().0, 200);
+    assert_eq!(upstream.next_arrival().await, "/once");
+    // Once is once: the next request is held again; denied.
+    let request = curl_body(proxy, format!("http://{SITE}/denied"));
+    let id = held(&sock).await;
+    answer(id, "deny").await;
+    let (status, body) = request.await.unwrap();
+    assert_eq!(status, 403);
+    assert!(
+        body.contains("denied by the admin API when asked"),
+        "{body}"
+    );
+    // No answer in time.
+    let (status, body) = curl_body(proxy, format!("http://{SITE}/late"))
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
+    assert!(
+        body.contains("no answer within 2 s (network.ask_timeout)"),
+        "{body}"
+    );
+    let (status, _) = answer(id, "once").await;
+    assert_eq!(status, 404, "an answered request is not held any more");
+    // Always: the rule is written, and the next request is not held.
+    let request = curl_body(proxy, format!("http://{SITE}/always"));
+    let id = held(&sock).await;
+    answer(id, "always").await;
+    assert_eq!(request.await.unwrap().0, 200);
+    let yaml = std::fs::read_to_string(home.path().join("keygate.yaml")).unwrap();
+    assert!(yaml.contains(&format!("allow: [\"{SITE}\"]")), "{yaml}");
+    let (status, _) = curl_body(proxy, format!("http://{SITE}/after"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    // Each decision is audited with who answered.
+    let audit = std::fs::read_to_string(home.path().join("audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("approved (once) by the admin API when asked"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("approved (always) by the admin API when asked"),
+        "{audit}"
+    );
+    assert!(keygate.terminate().success());
+}
