@@ -64,6 +64,9 @@ pub enum Command {
     /// Use the admin API of a running `keygate start`
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// A live view of a running `keygate start`'s flows and refusals (from its admin
+    /// socket); q quits, r shows refusals only. Without a terminal, one line per flow
+    Top(TopArgs),
     /// The jail's first process (started by `keygate run`, not by hand)
     #[command(hide = true)]
     JailInit(JailInitArgs),
@@ -115,6 +118,18 @@ pub enum DecisionArg {
     Deny,
     /// Allowed, TLS terminated by keygate
     Intercept,
+}
+
+/// `keygate top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Print one line per flow as it happens instead of the full-screen view (the
+    /// default when stdout is not a terminal)
+    #[arg(long)]
+    pub plain: bool,
+    /// Stop after this many flows (plain output)
+    #[arg(long, value_name = "N")]
+    pub count: Option<usize>,
 }
 
 /// `keygate admin …`.

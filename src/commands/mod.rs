@@ -17,6 +17,7 @@ mod secret_list;
 #[cfg(unix)]
 mod session;
 mod start;
+mod top;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -80,6 +81,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Audit(cmd) => return audit::run(&home, cmd),
         Command::Log(args) => log::run(&home, args),
         Command::Admin(cmd) => admin::run(&home, cmd),
+        Command::Top(args) => top::run(&home, args),
         Command::JailInit(_) => unreachable!("handled above"),
     };
     done.map(|()| 0)

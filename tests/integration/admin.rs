@@ -523,3 +523,47 @@ async fn held_requests_are_released_denied_or_time_out() {
     );
     assert!(keygate.terminate().success());
 }
+
+/// `keygate top --plain`: the recent flows, then each new one as it happens, one line
+/// each, from the admin socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keygate_top_prints_recent_and_live_flows() {
+    if crate::support::clients::curl().is_none() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("keygate.yaml"),
+        "listen: 127.0.0.1:0\nnetwork:\n  mode: custom\n",
+    )
+    .unwrap();
+    let keygate = Running::start(bin::keygate_keyutils(home.path(), &["start"]));
+    keygate.wait_for_line("admin API on");
+    let proxy = keygate.addr;
+    assert_eq!(
+        curl_body(proxy, "http://before.top.test/".into())
+            .await
+            .unwrap()
+            .0,
+        403
+    );
+    let top = bin::keygate_keyutils(home.path(), &["top", "--plain", "--count", "2"]);
+    let top = tokio::task::spawn_blocking(move || bin::run(top));
+    // Until top is connected its feed may miss a flow: keep sending until it has two.
+    let mut sent = 0;
+    while !top.is_finished() && sent < 50 {
+        let _ = curl_body(proxy, "http://live.top.test/".into()).await;
+        sent += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let out = top.await.unwrap();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{out:?}");
+    assert!(
+        lines[0].contains("before.top.test") && lines[0].contains("[not-allowed]"),
+        "{out:?}"
+    );
+    assert!(lines[1].contains("live.top.test"), "{out:?}");
+    assert!(keygate.terminate().success());
+}
