@@ -1,0 +1,180 @@
+//! Issue 15: what `keygate run` leaves in the child's environment when a secret is of a
+//! kind whose stored value holds several real strings. The check of SPEC §7 ("every
+//! variable whose value equals a stored secret value") looks for each of them: an AWS
+//! secret key or session token, an OAuth2 refresh token or client secret in JSON. And an
+//! `aws` secret takes away what would make the SDKs ignore its phantoms (`AWS_PROFILE`)
+//! or send a real token beside them (`AWS_SESSION_TOKEN` when it has no phantom one).
+//! Unjailed and, where bubblewrap runs, jailed.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+
+use crate::support::bin::{self, KeyutilsEntry, Output};
+use crate::support::secret::unique;
+
+fn add(home: &Path, name: &str, args: &[&str], value: &str) -> String {
+    let mut all = vec!["secret", "add", name];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--from-env", "REAL_VALUE"]);
+    let mut cmd = bin::keygate_keyutils(home, &all);
+    cmd.env("REAL_VALUE", value);
+    let out = bin::run(cmd);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    out.stdout.lines().last().expect("the dummy").to_string()
+}
+
+/// `keygate run [--no-jail] -- env` with `inherited` in keygate's own environment.
+fn child_env(home: &Path, jailed: bool, inherited: &[(&str, &str)]) -> Output {
+    let mut args = vec!["run"];
+    if !jailed {
+        args.push("--no-jail");
+    }
+    args.extend_from_slice(&["--", "env"]);
+    let mut cmd = bin::keygate_keyutils(home, &args);
+    cmd.envs(inherited.iter().copied());
+    let out = bin::run(cmd);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    out
+}
+
+fn var<'a>(out: &'a Output, name: &str) -> Option<&'a str> {
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+}
+
+fn jail_runs() -> bool {
+    let ok = Command::new("bwrap")
+        .args(["--unshare-all", "--ro-bind", "/", "/", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok || !std::env::var("KEYGATE_TEST_JAIL").is_ok_and(|v| v == "1"),
+        "KEYGATE_TEST_JAIL=1 but bubblewrap cannot build a jail here"
+    );
+    if !ok {
+        eprintln!("skipping the jailed run: bubblewrap cannot build a jail here");
+    }
+    ok
+}
+
+#[test]
+fn run_keeps_every_real_aws_string_and_the_profile_away_from_the_child() {
+    let home = bin::home_listening_on(bin::free_port());
+    let name = format!("kg-awsenv-{}", unique());
+    let _entry = KeyutilsEntry(name.clone());
+    let real_id = format!("AKIAREAL{}", unique().to_uppercase());
+    let real_secret = format!("realSecretKey/{}+abc", unique());
+    // Long-term credentials: the agent gets no phantom session token.
+    let creds = json!({"access_key_id": real_id, "secret_access_key": real_secret});
+    let dummy = add(
+        home.path(),
+        &name,
+        &["--recipe", "bedrock"],
+        &creds.to_string(),
+    );
+    let other_token = format!("otherRealSessionToken{}", unique());
+    let inherited = [
+        ("AWS_ACCESS_KEY_ID", real_id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", &real_secret),
+        ("SAVED_AWS_SECRET", &real_secret),
+        ("AWS_SESSION_TOKEN", &other_token),
+        ("AWS_SECURITY_TOKEN", &other_token),
+        ("AWS_PROFILE", "dev"),
+        ("AWS_DEFAULT_PROFILE", "dev"),
+        ("UNRELATED", "kept"),
+    ];
+    let mut runs = vec![false];
+    if jail_runs() {
+        runs.push(true);
+    }
+    for jailed in runs {
+        let out = child_env(home.path(), jailed, &inherited);
+        for real in [&real_id, &real_secret, &other_token] {
+            assert!(
+                !out.stdout.contains(real.as_str()),
+                "jailed {jailed}: a real string reached the child"
+            );
+            assert!(
+                !out.stderr.contains(real.as_str()),
+                "jailed {jailed}: stderr holds a real string"
+            );
+        }
+        let phantom_id = var(&out, "AWS_ACCESS_KEY_ID").expect("the phantom key id");
+        match jailed {
+            false => assert_eq!(phantom_id, dummy),
+            true => assert!(
+                phantom_id.starts_with("AKIA") && phantom_id != dummy,
+                "{phantom_id}"
+            ),
+        }
+        assert!(var(&out, "AWS_SECRET_ACCESS_KEY").is_some_and(|s| s != real_secret));
+        for gone in [
+            "SAVED_AWS_SECRET",
+            "AWS_SESSION_TOKEN",
+            "AWS_SECURITY_TOKEN",
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+        ] {
+            assert_eq!(
+                var(&out, gone),
+                None,
+                "jailed {jailed}: {gone} reached the child"
+            );
+        }
+        assert_eq!(var(&out, "UNRELATED"), Some("kept"));
+        assert!(
+            out.stderr.contains("SAVED_AWS_SECRET"),
+            "the removal is explained: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn run_keeps_the_parts_of_an_oauth2_json_value_away_from_the_child() {
+    let home = bin::home_listening_on(bin::free_port());
+    let name = format!("kg-oauthenv-{}", unique());
+    let _entry = KeyutilsEntry(name.clone());
+    let refresh = format!("1//realRefresh{}", unique());
+    let client_secret = format!("realClientSecret{}", unique());
+    let value = json!({"refresh_token": refresh, "client_secret": client_secret});
+    add(
+        home.path(),
+        &name,
+        &[
+            "--recipe",
+            "oauth2",
+            "--host",
+            "api.corp.test",
+            "--token-url",
+            "https://auth.corp.test/token",
+            "--client-id",
+            "c",
+            "--grant",
+            "refresh-token",
+            "--env",
+            "CORP_TOKEN",
+        ],
+        &value.to_string(),
+    );
+    let inherited = [
+        ("CORP_REFRESH_TOKEN", refresh.as_str()),
+        ("CORP_CLIENT_SECRET", &client_secret),
+    ];
+    let out = child_env(home.path(), false, &inherited);
+    for real in [&refresh, &client_secret] {
+        assert!(
+            !out.stdout.contains(real.as_str()),
+            "a real string reached the child"
+        );
+    }
+    assert_eq!(var(&out, "CORP_REFRESH_TOKEN"), None);
+    assert_eq!(var(&out, "CORP_CLIENT_SECRET"), None);
+    assert!(var(&out, "CORP_TOKEN").is_some());
+}
