@@ -269,14 +269,53 @@ struct Prepared {
     phantom_file: Option<Zeroizing<String>>,
 }
 
+/// An `oauth2` secret's keyring value: as given, except a refresh token in JSON
+/// (`{"refresh_token", "client_secret"?}`, for a confidential client), which must have
+/// that shape (the proxy reads nothing else from it) and is kept on one line.
+fn oauth2_value(entry: &SecretEntry, raw: Zeroizing<String>) -> Result<Zeroizing<String>, Failure> {
+    let refresh = entry
+        .oauth2
+        .as_ref()
+        .is_some_and(|o| o.grant == GrantName::RefreshToken);
+    if !refresh || !raw.trim_start().starts_with('{') {
+        return Ok(raw);
+    }
+    let shape = || {
+        Failure::usage(anyhow!(
+            "a refresh token given as JSON must be {{\"refresh_token\": \"...\", \"client_secret\": \"...\"}} (client_secret only for a confidential client, no other keys); or give the bare refresh token"
+        ))
+    };
+    let json: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&raw).map_err(|_| shape())?;
+    let text = |key: &str| {
+        json.get(key)
+            .and_then(|v| v.as_str())
+            .filter(|t| !t.is_empty())
+    };
+    let only_known = json
+        .keys()
+        .all(|k| k == "refresh_token" || k == "client_secret");
+    if !only_known
+        || text("refresh_token").is_none()
+        || json.contains_key("client_secret") && text("client_secret").is_none()
+    {
+        return Err(shape());
+    }
+    Ok(Zeroizing::new(serde_json::Value::Object(json).to_string()))
+}
+
 /// Checks and normalizes `raw` for `entry`'s kind; may give `entry` a phantom session
 /// token (aws). No error quotes the value.
 fn prepare_value(entry: &mut SecretEntry, raw: Zeroizing<String>) -> Result<Prepared, Failure> {
     let usage = |e: String| Failure::usage(anyhow!(e));
     let plain = |text: &str| SecretValue::new(text.to_string()).map_err(Failure::usage);
     match entry.kind {
-        KindName::Static | KindName::Oauth2 => Ok(Prepared {
+        KindName::Static => Ok(Prepared {
             value: plain(&raw)?,
+            phantom_file: None,
+        }),
+        KindName::Oauth2 => Ok(Prepared {
+            value: plain(&oauth2_value(entry, raw)?)?,
             phantom_file: None,
         }),
         KindName::Aws => {

@@ -4,25 +4,31 @@
 //! secret key or session token, an OAuth2 refresh token or client secret in JSON. And an
 //! `aws` secret takes away what would make the SDKs ignore its phantoms (`AWS_PROFILE`)
 //! or send a real token beside them (`AWS_SESSION_TOKEN` when it has no phantom one).
-//! Unjailed and, where bubblewrap runs, jailed.
+//! Unjailed and, where bubblewrap runs, jailed. Also: an OAuth2 refresh token in JSON is
+//! checked at `secret add` (the proxy reads only that shape) and kept on one line.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use keygate::secrets::SecretStore as _;
 use serde_json::json;
 
 use crate::support::bin::{self, KeyutilsEntry, Output};
 use crate::support::secret::unique;
 
 fn add(home: &Path, name: &str, args: &[&str], value: &str) -> String {
+    let out = try_add(home, name, args, value);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    out.stdout.lines().last().expect("the dummy").to_string()
+}
+
+fn try_add(home: &Path, name: &str, args: &[&str], value: &str) -> Output {
     let mut all = vec!["secret", "add", name];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--from-env", "REAL_VALUE"]);
     let mut cmd = bin::keygate_keyutils(home, &all);
     cmd.env("REAL_VALUE", value);
-    let out = bin::run(cmd);
-    assert_eq!(out.code, Some(0), "{out:?}");
-    out.stdout.lines().last().expect("the dummy").to_string()
+    bin::run(cmd)
 }
 
 /// `keygate run [--no-jail] -- env` with `inherited` in keygate's own environment.
@@ -137,32 +143,47 @@ fn run_keeps_every_real_aws_string_and_the_profile_away_from_the_child() {
 }
 
 #[test]
-fn run_keeps_the_parts_of_an_oauth2_json_value_away_from_the_child() {
+fn an_oauth2_json_value_is_checked_kept_on_one_line_and_its_parts_kept_from_the_child() {
     let home = bin::home_listening_on(bin::free_port());
     let name = format!("kg-oauthenv-{}", unique());
     let _entry = KeyutilsEntry(name.clone());
     let refresh = format!("1//realRefresh{}", unique());
     let client_secret = format!("realClientSecret{}", unique());
+    let args = [
+        "--recipe",
+        "oauth2",
+        "--host",
+        "api.corp.test",
+        "--token-url",
+        "https://auth.corp.test/token",
+        "--client-id",
+        "c",
+        "--grant",
+        "refresh-token",
+        "--env",
+        "CORP_TOKEN",
+    ];
+    // A shape the proxy could not read is refused at once, quoting nothing.
+    let bad = json!({"refreshToken": refresh}).to_string();
+    let out = try_add(home.path(), &name, &args, &bad);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("\"refresh_token\""), "{}", out.stderr);
+    assert!(!out.stderr.contains(&refresh) && !out.stdout.contains(&refresh));
+    // Pretty-printed JSON (several lines) is stored on one line.
     let value = json!({"refresh_token": refresh, "client_secret": client_secret});
     add(
         home.path(),
         &name,
-        &[
-            "--recipe",
-            "oauth2",
-            "--host",
-            "api.corp.test",
-            "--token-url",
-            "https://auth.corp.test/token",
-            "--client-id",
-            "c",
-            "--grant",
-            "refresh-token",
-            "--env",
-            "CORP_TOKEN",
-        ],
-        &value.to_string(),
+        &args,
+        &serde_json::to_string_pretty(&value).unwrap(),
     );
+    let stored = keygate::secrets::keyring::open(Some("keyutils"))
+        .unwrap()
+        .get(&name)
+        .unwrap()
+        .expect("stored");
+    let kept: serde_json::Value = serde_json::from_str(stored.expose()).unwrap();
+    assert_eq!(kept, value);
     let inherited = [
         ("CORP_REFRESH_TOKEN", refresh.as_str()),
         ("CORP_CLIENT_SECRET", &client_secret),
