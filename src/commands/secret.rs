@@ -238,10 +238,14 @@ fn apply_kind_flags(entry: &mut SecretEntry, args: &SecretAddArgs) -> Result<(),
                 entry.aws = Some(phantom_aws_block()?);
             }
             if let (Some(block), Some(command)) = (entry.aws.as_mut(), &args.aws_command) {
-                let argv: Vec<String> = command.split_whitespace().map(str::to_string).collect();
-                if argv.is_empty() {
-                    return Err(Failure::usage(anyhow!("--aws-command is empty")));
-                }
+                // Split as a shell would: a quoted argument keeps its spaces.
+                let argv = shlex::split(command)
+                    .filter(|argv| !argv.is_empty())
+                    .ok_or_else(|| {
+                        Failure::usage(anyhow!(
+                            "--aws-command must be a command line (quotes balanced), e.g. 'aws configure export-credentials --profile dev --format process'"
+                        ))
+                    })?;
                 block.command = Some(argv);
                 block.source = Some(keygate::secrets::kind::AwsSourceName::Command);
             }
