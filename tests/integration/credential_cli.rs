@@ -139,6 +139,22 @@ fn aws_credentials_from_a_command_store_nothing() {
     );
     assert_eq!(add.code, Some(0), "{add:?}");
     assert!(stored(&secret).is_none(), "nothing in the keyring");
+    // A value besides the command would sit unused in the keyring: refused.
+    let both = keygate(
+        home.path(),
+        &[
+            "secret",
+            "add",
+            &secret,
+            "--aws-command",
+            "aws x",
+            "--from-env",
+            "HOME",
+        ],
+    );
+    assert_eq!(both.code, Some(2), "{both:?}");
+    assert!(both.stderr.contains("cannot be used with"), "{both:?}");
+    assert!(stored(&secret).is_none(), "still nothing in the keyring");
     // Split as a shell would: the quoted profile name is one argument.
     let registry = std::fs::read_to_string(home.path().join("secrets.yaml")).unwrap();
     assert!(
