@@ -35,6 +35,8 @@ mod credential_cli;
 mod credential_clients;
 #[path = "integration/credential_env.rs"]
 mod credential_env;
+#[path = "integration/credential_prompt.rs"]
+mod credential_prompt;
 #[path = "integration/credentials.rs"]
 mod credentials;
 #[path = "integration/diagnostics.rs"]

@@ -417,11 +417,13 @@ fn read_raw(args: &SecretAddArgs, kind: KindName) -> Result<Zeroizing<String>, F
     } else if let Some(path) = &args.from_file {
         std::fs::read_to_string(path)
             .map_err(|e| Failure::usage(anyhow!("cannot read {}: {e}", path.display())))?
-    } else if matches!(kind, KindName::Google | KindName::GithubApp | KindName::Aws) {
+    } else if matches!(kind, KindName::Google | KindName::GithubApp) {
         return Err(Failure::usage(anyhow!(
             "a {} secret's value is a file; give it with --from-file FILE (or --stdin)",
             kind.as_str()
         )));
+    } else if kind == KindName::Aws && std::io::stdin().is_terminal() {
+        return prompt_aws(&args.name);
     } else if std::io::stdin().is_terminal() {
         rpassword::prompt_password(format!("Value for secret `{}` (not echoed): ", args.name))
             .context("reading the value from the terminal")?
@@ -431,6 +433,24 @@ fn read_raw(args: &SecretAddArgs, kind: KindName) -> Result<Zeroizing<String>, F
         )));
     };
     Ok(Zeroizing::new(text))
+}
+
+/// AWS credentials from three no-echo prompts (so they need not be written to a file
+/// first), as the JSON the keyring holds.
+fn prompt_aws(name: &str) -> Result<Zeroizing<String>, Failure> {
+    let ask = |what: &str| -> Result<Zeroizing<String>, Failure> {
+        let text = rpassword::prompt_password(format!("{what} for `{name}` (not echoed): "))
+            .context("reading the value from the terminal")?;
+        Ok(Zeroizing::new(text.trim().to_string()))
+    };
+    let id = ask("AWS access key id")?;
+    let secret = ask("AWS secret access key")?;
+    let token = ask("AWS session token (empty for long-term keys)")?;
+    let mut creds = serde_json::json!({"access_key_id": *id, "secret_access_key": *secret});
+    if !token.is_empty() {
+        creds["session_token"] = serde_json::Value::String(token.to_string());
+    }
+    Ok(Zeroizing::new(creds.to_string()))
 }
 
 fn add(home: &Home, args: SecretAddArgs) -> Result<(), Failure> {
