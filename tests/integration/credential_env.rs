@@ -199,3 +199,54 @@ fn an_oauth2_json_value_is_checked_kept_on_one_line_and_its_parts_kept_from_the_
     assert_eq!(var(&out, "CORP_CLIENT_SECRET"), None);
     assert!(var(&out, "CORP_TOKEN").is_some());
 }
+
+#[test]
+fn a_missing_google_phantom_file_is_a_warning_for_env_and_a_failure_for_doctor() {
+    let home = bin::home_listening_on(bin::free_port());
+    let name = format!("kg-gmissing-{}", unique());
+    let _entry = KeyutilsEntry(name.clone());
+    let key = keygate::credentials::key::SigningKey::generate_rsa2048().unwrap();
+    let account = json!({
+        "type": "service_account",
+        "private_key": key.to_pkcs8_pem().unwrap().to_string(),
+        "client_email": "agent@kg-test.iam.gserviceaccount.com",
+    });
+    add(
+        home.path(),
+        &name,
+        &["--recipe", "vertex"],
+        &account.to_string(),
+    );
+    let phantom = home.path().join("phantoms").join(format!("{name}.json"));
+    assert!(phantom.exists());
+    let env = bin::run(bin::keygate_keyutils(home.path(), &["env"]));
+    assert_eq!(env.code, Some(0), "{env:?}");
+    assert!(
+        !env.stderr.contains("phantom service-account"),
+        "{}",
+        env.stderr
+    );
+
+    std::fs::remove_file(&phantom).unwrap();
+    let env = bin::run(bin::keygate_keyutils(home.path(), &["env"]));
+    assert_eq!(env.code, Some(0), "{env:?}");
+    let warning = env
+        .stderr
+        .lines()
+        .find(|l| l.contains("no phantom service-account file"))
+        .unwrap_or_else(|| panic!("no warning: {}", env.stderr));
+    assert!(
+        warning.contains(&name) && warning.contains("keygate secret add"),
+        "{warning}"
+    );
+    let doctor = bin::run(bin::keygate_keyutils(home.path(), &["doctor"]));
+    assert_eq!(doctor.code, Some(1), "{doctor:?}");
+    assert!(
+        doctor
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("[FAIL] secret") && l.contains(&name) && l.contains("phantom")),
+        "{}",
+        doctor.stdout
+    );
+}
