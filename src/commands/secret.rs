@@ -522,11 +522,25 @@ fn add(home: &Home, args: SecretAddArgs) -> Result<(), Failure> {
         eprintln!("keygate: note: {caveat}");
     }
     let envs = entry.env.names();
-    if !envs.is_empty() {
-        eprintln!(
+    match entry.kind {
+        KindName::Aws => eprintln!(
+            "keygate: `keygate env` and `keygate run` give the agent phantoms only: AWS_ACCESS_KEY_ID (the dummy), AWS_SECRET_ACCESS_KEY{}",
+            match entry
+                .aws
+                .as_ref()
+                .is_some_and(|a| a.session_token.is_some())
+            {
+                true => " and AWS_SESSION_TOKEN",
+                false => "",
+            }
+        ),
+        // write_phantom has said where GOOGLE_APPLICATION_CREDENTIALS points.
+        KindName::Google => {}
+        _ if !envs.is_empty() => eprintln!(
             "keygate: give the agent the dummy, e.g. {}=<dummy> (`keygate env` does it)",
             envs.join("=<dummy> ")
-        );
+        ),
+        _ => {}
     }
     eprintln!(
         "keygate: a running `keygate start` loads it on SIGHUP (`kill -HUP <pid>`) or restart"
