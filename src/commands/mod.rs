@@ -16,6 +16,8 @@ mod secret;
 mod secret_list;
 #[cfg(unix)]
 mod session;
+#[cfg(unix)]
+mod session_phantoms;
 mod start;
 
 use std::io::IsTerminal;

@@ -250,3 +250,64 @@ fn a_missing_google_phantom_file_is_a_warning_for_env_and_a_failure_for_doctor()
         doctor.stdout
     );
 }
+
+#[test]
+fn a_jailed_run_gets_a_phantom_account_of_its_own() {
+    if !jail_runs() {
+        return;
+    }
+    let home = bin::home_listening_on(bin::free_port());
+    let name = format!("kg-gsession-{}", unique());
+    let _entry = KeyutilsEntry(name.clone());
+    let key = keygate::credentials::key::SigningKey::generate_rsa2048().unwrap();
+    let real_pem = key.to_pkcs8_pem().unwrap().to_string();
+    let account = json!({
+        "type": "service_account",
+        "private_key": real_pem,
+        "client_email": "agent@kg-test.iam.gserviceaccount.com",
+    });
+    add(
+        home.path(),
+        &name,
+        &["--recipe", "vertex"],
+        &account.to_string(),
+    );
+    let read = |path: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let home_phantom = read(&home.path().join("phantoms").join(format!("{name}.json")));
+    let script = "cat \"$GOOGLE_APPLICATION_CREDENTIALS\"";
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let out = bin::run(bin::keygate_keyutils(
+            home.path(),
+            &["run", "--", "sh", "-c", script],
+        ));
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let session: serde_json::Value = serde_json::from_str(&out.stdout).expect("the file");
+        assert_eq!(session["client_email"], account["client_email"]);
+        sessions.push(session);
+    }
+    let key_of = |v: &serde_json::Value| v["private_key"].as_str().unwrap().to_string();
+    // (assert!, not assert_ne!: a failure prints no key.)
+    for session in &sessions {
+        assert!(
+            key_of(session) != key_of(&home_phantom),
+            "the home's phantom key"
+        );
+        assert!(key_of(session) != real_pem, "the real key");
+        assert!(session["private_key_id"] != home_phantom["private_key_id"]);
+    }
+    assert!(
+        key_of(&sessions[0]) != key_of(&sessions[1]),
+        "each session its own"
+    );
+    assert!(
+        !home.path().join("sessions").exists()
+            || std::fs::read_dir(home.path().join("sessions"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "the session's files go with it"
+    );
+}
