@@ -103,21 +103,40 @@ pub fn agent_env(
     for var in BUNDLE_VARS {
         set.insert(var.to_string(), bundle.display().to_string());
     }
+    let mut unset: Vec<String> = UNSET_VARS.iter().map(|v| v.to_string()).collect();
     for binding in secrets {
         for var in &binding.env {
             set.insert(var.clone(), binding.dummy.clone());
         }
-        kind_env(&binding, phantoms, &mut set);
+        kind_env(&binding, phantoms, &mut set, &mut unset);
     }
-    AgentEnv {
-        set,
-        unset: UNSET_VARS.iter().map(|v| v.to_string()).collect(),
-    }
+    unset.retain(|var| !set.contains_key(var));
+    unset.dedup();
+    AgentEnv { set, unset }
 }
 
+/// Variables removed from the agent's environment when it gets phantom AWS credentials:
+/// with `AWS_PROFILE` (or `AWS_DEFAULT_PROFILE`) set, the AWS SDKs skip the credentials
+/// in the environment (botocore: "an explicitly provided profile will negate an
+/// EnvProvider"; the JavaScript SDK v3 likewise) and read the profile's real ones, or
+/// fail in the jail, which hides `~/.aws`. A session token the phantoms do not include
+/// (`AWS_SESSION_TOKEN`, or the older `AWS_SECURITY_TOKEN`) is real, from elsewhere.
+pub const AWS_UNSET_VARS: &[&str] = &[
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+];
+
 /// What a credential kind gives the agent besides its dummy: the phantom AWS secret key
-/// and session token, the phantom service-account file.
-fn kind_env(binding: &Binding, phantoms: &Path, set: &mut BTreeMap<String, String>) {
+/// and session token, the phantom service-account file; and what it takes away
+/// ([`AWS_UNSET_VARS`] but the phantom session token).
+fn kind_env(
+    binding: &Binding,
+    phantoms: &Path,
+    set: &mut BTreeMap<String, String>,
+    unset: &mut Vec<String>,
+) {
     use crate::secrets::kind::Kind;
     match &binding.kind {
         Kind::Aws(aws) => {
@@ -126,10 +145,10 @@ fn kind_env(binding: &Binding, phantoms: &Path, set: &mut BTreeMap<String, Strin
                 "AWS_SECRET_ACCESS_KEY".into(),
                 aws.secret_access_key.clone(),
             );
-            match &aws.session_token {
-                Some(token) => set.insert("AWS_SESSION_TOKEN".into(), token.clone()),
-                None => set.remove("AWS_SESSION_TOKEN"),
-            };
+            if let Some(token) = &aws.session_token {
+                set.insert("AWS_SESSION_TOKEN".into(), token.clone());
+            }
+            unset.extend(AWS_UNSET_VARS.iter().map(|v| v.to_string()));
         }
         Kind::Google(_) => {
             let file = phantoms.join(format!("{}.json", binding.name));

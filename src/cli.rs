@@ -348,9 +348,9 @@ pub struct SecretAddArgs {
     #[arg(long, value_name = "URL")]
     pub api_url: Option<String>,
     /// aws: get the real credentials by running this credential_process-style command
-    /// (words split on spaces) instead of storing them, e.g.
+    /// (split as a shell would) instead of storing them, e.g.
     /// 'aws configure export-credentials --profile dev --format process'
-    #[arg(long, value_name = "COMMAND")]
+    #[arg(long, value_name = "COMMAND", conflicts_with_all = ["stdin", "from_env", "from_file"])]
     pub aws_command: Option<String>,
     /// Replace a keyring value that this home did not register (the keyring is per
     /// user: another home, or an earlier install, may be using it)

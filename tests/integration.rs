@@ -33,6 +33,10 @@ mod containment;
 mod credential_cli;
 #[path = "integration/credential_clients.rs"]
 mod credential_clients;
+#[path = "integration/credential_env.rs"]
+mod credential_env;
+#[path = "integration/credential_prompt.rs"]
+mod credential_prompt;
 #[path = "integration/credentials.rs"]
 mod credentials;
 #[path = "integration/diagnostics.rs"]

@@ -100,6 +100,35 @@ fn credential_kinds_give_their_phantoms_and_nothing_real() {
         !all.contains("realsecret") && !all.contains("AKIAREAL"),
         "{all}"
     );
+    // A profile would make the SDKs ignore the phantoms; the phantom token stays.
+    for var in ["AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SECURITY_TOKEN"] {
+        assert!(
+            env.unset.contains(&var.to_string()),
+            "{var}: {:?}",
+            env.unset
+        );
+    }
+    assert!(!env.unset.contains(&"AWS_SESSION_TOKEN".to_string()));
+
+    // Long-term credentials: no phantom token, and any token in the environment goes.
+    let mut long_term = aws.clone();
+    let crate::secrets::kind::Kind::Aws(block) = &mut long_term.kind else {
+        panic!("an aws kind")
+    };
+    block.session_token = None;
+    let env = agent_env(
+        "127.0.0.1:8877".parse().unwrap(),
+        None,
+        &PathBuf::from("/h/ca/keygate-ca.pem"),
+        &PathBuf::from("/h/ca/bundle.pem"),
+        &PathBuf::from("/s/phantoms"),
+        [&long_term],
+    );
+    assert!(!env.set.contains_key("AWS_SESSION_TOKEN"));
+    assert!(env.unset.contains(&"AWS_SESSION_TOKEN".to_string()));
+    assert!(env.unset.contains(&"AWS_PROFILE".to_string()));
+    let sh = render(&env, Shell::Sh);
+    assert!(sh.lines().any(|l| l == "unset AWS_PROFILE"), "{sh}");
 }
 
 #[test]

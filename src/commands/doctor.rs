@@ -77,6 +77,15 @@ pub fn run(home: &Home) -> Result<(), Failure> {
     };
     let ca = check_ca(home, &mut report);
     let secrets = check_keyring(&bindings, &mut report);
+    for (name, path) in super::missing_phantom_files(home, &bindings) {
+        report.fail(
+            "secret",
+            format!(
+                "{name} (kind google) has no phantom service-account file at {}: the agent's GOOGLE_APPLICATION_CREDENTIALS points at nothing; `keygate secret add {name} --from-file SA.json` makes it",
+                path.display()
+            ),
+        );
+    }
     check_jail(&config, &mut report);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -12,6 +12,12 @@ pub fn run(home: &Home, shell: ShellArg) -> Result<(), Failure> {
         .bindings()
         .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", home.secrets_file().display())))?;
     super::ca::ensure_ca(home)?;
+    for (name, path) in super::missing_phantom_files(home, &bindings) {
+        eprintln!(
+            "keygate: warning: `{name}` has no phantom service-account file ({}), so GOOGLE_APPLICATION_CREDENTIALS points at nothing; `keygate secret add {name} --from-file SA.json` makes it",
+            path.display()
+        );
+    }
     let credentials = super::credentials_for(config.listen)?;
     let env = agent::agent_env(
         config.listen,

@@ -16,6 +16,8 @@ mod secret;
 mod secret_list;
 #[cfg(unix)]
 mod session;
+#[cfg(unix)]
+mod session_phantoms;
 mod start;
 mod top;
 
@@ -180,6 +182,22 @@ pub fn open_store() -> Result<KeyringStore, Failure> {
         FALLBACK_NOTICE.call_once(|| eprintln!("keygate: {}", keyring::FALLBACK_NOTICE));
     }
     Ok(store)
+}
+
+/// The `google` secrets among `bindings` whose phantom service-account file is missing
+/// (a hand-written entry, a deleted file), with the path it should be at: the agent's
+/// `GOOGLE_APPLICATION_CREDENTIALS` would point at nothing, and the proxy refuses the
+/// secret's token exchange.
+pub fn missing_phantom_files<'a>(
+    home: &Home,
+    bindings: impl IntoIterator<Item = &'a keygate::secrets::Binding>,
+) -> Vec<(&'a str, std::path::PathBuf)> {
+    bindings
+        .into_iter()
+        .filter(|b| matches!(b.kind, keygate::secrets::kind::Kind::Google(_)))
+        .map(|b| (b.name.as_str(), home.phantom_file(&b.name)))
+        .filter(|(_, path)| !path.exists())
+        .collect()
 }
 
 /// Gives the proxy what the credential kinds of issue 15 need beyond the secrets: the

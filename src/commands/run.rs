@@ -41,7 +41,12 @@ pub fn run(home: &Home, mut args: RunArgs) -> Result<u8, Failure> {
     // Values are read even when an external keygate serves the child: they are how
     // variables holding a real key are found and kept out of the child's environment.
     let secrets = super::start::load_secrets(bindings.clone())?;
-    let values: Vec<&SecretValue> = secrets.iter().filter_map(|b| b.real.as_ref()).collect();
+    let parts: Vec<SecretValue> = secrets.iter().flat_map(|b| secret_parts(b)).collect();
+    let values: Vec<&SecretValue> = secrets
+        .iter()
+        .filter_map(|b| b.real.as_ref())
+        .chain(&parts)
+        .collect();
     let inherited: Vec<(String, String)> = std::env::vars_os()
         .map(|(k, v)| {
             (
@@ -119,6 +124,33 @@ pub fn run(home: &Home, mut args: RunArgs) -> Result<u8, Failure> {
         }
         status
     })
+}
+
+/// Each real string a stored value holds besides the value itself, for the environment
+/// check: the key id, secret key and session token of AWS credentials (as the scrubber
+/// knows them), the refresh token and client secret of an OAuth2 value in JSON. Never
+/// the other fields of a JSON value (a service account's project id is no secret, and
+/// the agent's own variables hold it).
+fn secret_parts(binding: &keygate::secrets::Binding) -> Vec<SecretValue> {
+    use keygate::secrets::kind::Kind;
+    let mut parts: Vec<String> = binding
+        .scrubbed()
+        .into_iter()
+        .map(|(real, _)| real.to_string())
+        .collect();
+    if let (Kind::Oauth2(_), Some(real)) = (&binding.kind, &binding.real)
+        && let Ok(serde_json::Value::Object(json)) = serde_json::from_str(real.expose())
+    {
+        for field in ["refresh_token", "client_secret"] {
+            if let Some(serde_json::Value::String(text)) = json.get(field) {
+                parts.push(text.clone());
+            }
+        }
+    }
+    parts
+        .into_iter()
+        .filter_map(|text| SecretValue::new(zeroize::Zeroizing::new(text).to_string()).ok())
+        .collect()
 }
 
 /// A proxy running inside this process on an ephemeral loopback port.

@@ -238,10 +238,14 @@ fn apply_kind_flags(entry: &mut SecretEntry, args: &SecretAddArgs) -> Result<(),
                 entry.aws = Some(phantom_aws_block()?);
             }
             if let (Some(block), Some(command)) = (entry.aws.as_mut(), &args.aws_command) {
-                let argv: Vec<String> = command.split_whitespace().map(str::to_string).collect();
-                if argv.is_empty() {
-                    return Err(Failure::usage(anyhow!("--aws-command is empty")));
-                }
+                // Split as a shell would: a quoted argument keeps its spaces.
+                let argv = shlex::split(command)
+                    .filter(|argv| !argv.is_empty())
+                    .ok_or_else(|| {
+                        Failure::usage(anyhow!(
+                            "--aws-command must be a command line (quotes balanced), e.g. 'aws configure export-credentials --profile dev --format process'"
+                        ))
+                    })?;
                 block.command = Some(argv);
                 block.source = Some(keygate::secrets::kind::AwsSourceName::Command);
             }
@@ -269,14 +273,53 @@ struct Prepared {
     phantom_file: Option<Zeroizing<String>>,
 }
 
+/// An `oauth2` secret's keyring value: as given, except a refresh token in JSON
+/// (`{"refresh_token", "client_secret"?}`, for a confidential client), which must have
+/// that shape (the proxy reads nothing else from it) and is kept on one line.
+fn oauth2_value(entry: &SecretEntry, raw: Zeroizing<String>) -> Result<Zeroizing<String>, Failure> {
+    let refresh = entry
+        .oauth2
+        .as_ref()
+        .is_some_and(|o| o.grant == GrantName::RefreshToken);
+    if !refresh || !raw.trim_start().starts_with('{') {
+        return Ok(raw);
+    }
+    let shape = || {
+        Failure::usage(anyhow!(
+            "a refresh token given as JSON must be {{\"refresh_token\": \"...\", \"client_secret\": \"...\"}} (client_secret only for a confidential client, no other keys); or give the bare refresh token"
+        ))
+    };
+    let json: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&raw).map_err(|_| shape())?;
+    let text = |key: &str| {
+        json.get(key)
+            .and_then(|v| v.as_str())
+            .filter(|t| !t.is_empty())
+    };
+    let only_known = json
+        .keys()
+        .all(|k| k == "refresh_token" || k == "client_secret");
+    if !only_known
+        || text("refresh_token").is_none()
+        || json.contains_key("client_secret") && text("client_secret").is_none()
+    {
+        return Err(shape());
+    }
+    Ok(Zeroizing::new(serde_json::Value::Object(json).to_string()))
+}
+
 /// Checks and normalizes `raw` for `entry`'s kind; may give `entry` a phantom session
 /// token (aws). No error quotes the value.
 fn prepare_value(entry: &mut SecretEntry, raw: Zeroizing<String>) -> Result<Prepared, Failure> {
     let usage = |e: String| Failure::usage(anyhow!(e));
     let plain = |text: &str| SecretValue::new(text.to_string()).map_err(Failure::usage);
     match entry.kind {
-        KindName::Static | KindName::Oauth2 => Ok(Prepared {
+        KindName::Static => Ok(Prepared {
             value: plain(&raw)?,
+            phantom_file: None,
+        }),
+        KindName::Oauth2 => Ok(Prepared {
+            value: plain(&oauth2_value(entry, raw)?)?,
             phantom_file: None,
         }),
         KindName::Aws => {
@@ -374,11 +417,13 @@ fn read_raw(args: &SecretAddArgs, kind: KindName) -> Result<Zeroizing<String>, F
     } else if let Some(path) = &args.from_file {
         std::fs::read_to_string(path)
             .map_err(|e| Failure::usage(anyhow!("cannot read {}: {e}", path.display())))?
-    } else if matches!(kind, KindName::Google | KindName::GithubApp | KindName::Aws) {
+    } else if matches!(kind, KindName::Google | KindName::GithubApp) {
         return Err(Failure::usage(anyhow!(
             "a {} secret's value is a file; give it with --from-file FILE (or --stdin)",
             kind.as_str()
         )));
+    } else if kind == KindName::Aws && std::io::stdin().is_terminal() {
+        return prompt_aws(&args.name);
     } else if std::io::stdin().is_terminal() {
         rpassword::prompt_password(format!("Value for secret `{}` (not echoed): ", args.name))
             .context("reading the value from the terminal")?
@@ -388,6 +433,24 @@ fn read_raw(args: &SecretAddArgs, kind: KindName) -> Result<Zeroizing<String>, F
         )));
     };
     Ok(Zeroizing::new(text))
+}
+
+/// AWS credentials from three no-echo prompts (so they need not be written to a file
+/// first), as the JSON the keyring holds.
+fn prompt_aws(name: &str) -> Result<Zeroizing<String>, Failure> {
+    let ask = |what: &str| -> Result<Zeroizing<String>, Failure> {
+        let text = rpassword::prompt_password(format!("{what} for `{name}` (not echoed): "))
+            .context("reading the value from the terminal")?;
+        Ok(Zeroizing::new(text.trim().to_string()))
+    };
+    let id = ask("AWS access key id")?;
+    let secret = ask("AWS secret access key")?;
+    let token = ask("AWS session token (empty for long-term keys)")?;
+    let mut creds = serde_json::json!({"access_key_id": *id, "secret_access_key": *secret});
+    if !token.is_empty() {
+        creds["session_token"] = serde_json::Value::String(token.to_string());
+    }
+    Ok(Zeroizing::new(creds.to_string()))
 }
 
 fn add(home: &Home, args: SecretAddArgs) -> Result<(), Failure> {
@@ -459,11 +522,25 @@ fn add(home: &Home, args: SecretAddArgs) -> Result<(), Failure> {
         eprintln!("keygate: note: {caveat}");
     }
     let envs = entry.env.names();
-    if !envs.is_empty() {
-        eprintln!(
+    match entry.kind {
+        KindName::Aws => eprintln!(
+            "keygate: `keygate env` and `keygate run` give the agent phantoms only: AWS_ACCESS_KEY_ID (the dummy), AWS_SECRET_ACCESS_KEY{}",
+            match entry
+                .aws
+                .as_ref()
+                .is_some_and(|a| a.session_token.is_some())
+            {
+                true => " and AWS_SESSION_TOKEN",
+                false => "",
+            }
+        ),
+        // write_phantom has said where GOOGLE_APPLICATION_CREDENTIALS points.
+        KindName::Google => {}
+        _ if !envs.is_empty() => eprintln!(
             "keygate: give the agent the dummy, e.g. {}=<dummy> (`keygate env` does it)",
             envs.join("=<dummy> ")
-        );
+        ),
+        _ => {}
     }
     eprintln!(
         "keygate: a running `keygate start` loads it on SIGHUP (`kill -HUP <pid>`) or restart"

@@ -68,10 +68,10 @@ pub fn run(
     }
     write_public(&ca_file, &ca_text)?;
     write_public(&bundle_file, &bundle_text)?;
-    // A `google` secret's phantom key file, where the jailed command can read it (the
-    // home is hidden from it).
+    // A `google` secret's phantom key file, the session's own, where the jailed command
+    // can read it (the home is hidden from it).
     let phantoms_dir = dir.path.join("phantoms");
-    copy_phantoms(home, &secrets, &phantoms_dir)?;
+    super::session_phantoms::make(&secrets, &phantoms_dir)?;
     let socket = dir.path.join("keygate.sock");
     if socket.as_os_str().len() > MAX_SOCKET_PATH {
         return Err(anyhow!(
@@ -149,7 +149,8 @@ pub fn run(
             .ca(ca)
             .secrets(secrets)
             .session(SessionTag { id: id.clone() });
-        let mut builder = super::with_credentials(builder, home);
+        // The session's phantom accounts, not the home's (see session_phantoms.rs).
+        let mut builder = super::with_credentials(builder, home).phantoms(phantoms_dir);
         if let Some(issuer) = refusal_issuer {
             builder = builder.refusal_ca(issuer);
         }
@@ -212,29 +213,6 @@ impl Drop for SessionDir {
 fn write_public(path: &Path, text: &str) -> Result<(), Failure> {
     home::write_atomic(path, text.as_bytes(), home::PUBLIC_FILE_MODE)
         .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
-/// Copies each `google` secret's phantom key file into the session directory (owner-only;
-/// the session directory goes when the session ends). A missing one is skipped: the
-/// proxy refuses that secret's token exchange with the reason.
-fn copy_phantoms(home: &Home, secrets: &SecretSet, dir: &Path) -> Result<(), Failure> {
-    let google: Vec<_> = secrets
-        .iter()
-        .filter(|b| matches!(b.kind, keygate::secrets::kind::Kind::Google(_)))
-        .collect();
-    if google.is_empty() {
-        return Ok(());
-    }
-    home::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for binding in google {
-        let Ok(text) = std::fs::read(home.phantom_file(&binding.name)) else {
-            continue;
-        };
-        let path = dir.join(format!("{}.json", binding.name));
-        home::write_atomic(&path, &text, home::FILE_MODE)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
     Ok(())
 }
 

@@ -120,9 +120,72 @@ impl Recipe {
     }
 
     /// `Err` with what is wrong when a secret made from this recipe would be refused
-    /// (hosts, header, format, dummy template, env names, methods, paths).
+    /// (hosts, header, format, dummy template, env names, methods, paths). A template
+    /// (like the built-in `oauth2` and `github-app`) may leave out what `secret add`
+    /// takes from its flags ([`template_gaps`]); those are filled with placeholders
+    /// first, and the rest is checked.
     pub fn check(&self, name: &str) -> Result<(), String> {
-        self.entry(name)?.validate().map(drop)
+        let mut entry = self.entry(name)?;
+        fill_template_gaps(&mut entry);
+        entry.validate().map(drop)
+    }
+}
+
+/// What an entry made from a template recipe still lacks, as the `secret add` flags
+/// that give it: `--host` (no hosts), `--token-url` and `--client-id` (`oauth2`),
+/// `--app-id` and `--installation-id` (`github-app`).
+pub fn template_gaps(entry: &SecretEntry) -> Vec<&'static str> {
+    use super::kind::KindName;
+    let mut gaps = Vec::new();
+    if entry.hosts.is_empty() {
+        gaps.push("--host");
+    }
+    match entry.kind {
+        KindName::Oauth2 => {
+            let block = entry.oauth2.clone().unwrap_or_default();
+            if block.token_url.trim().is_empty() {
+                gaps.push("--token-url");
+            }
+            if block.client_id.trim().is_empty() {
+                gaps.push("--client-id");
+            }
+        }
+        KindName::GithubApp => {
+            let block = entry.github_app.clone().unwrap_or_default();
+            if block.app_id.trim().is_empty() {
+                gaps.push("--app-id");
+            }
+            if block.installation_id == 0 {
+                gaps.push("--installation-id");
+            }
+        }
+        KindName::Static | KindName::Aws | KindName::Google => {}
+    }
+    gaps
+}
+
+/// Fills each of [`template_gaps`] with a placeholder, to check the rest of the entry.
+fn fill_template_gaps(entry: &mut SecretEntry) {
+    for gap in template_gaps(entry) {
+        match gap {
+            "--host" => entry.hosts = vec!["api.example.com".into()],
+            "--token-url" => {
+                entry.oauth2.get_or_insert_with(Default::default).token_url =
+                    "https://auth.example.com/token".into();
+            }
+            "--client-id" => {
+                entry.oauth2.get_or_insert_with(Default::default).client_id = "client".into();
+            }
+            "--app-id" => {
+                entry.github_app.get_or_insert_with(Default::default).app_id = "1".into();
+            }
+            _ => {
+                entry
+                    .github_app
+                    .get_or_insert_with(Default::default)
+                    .installation_id = 1
+            }
+        }
     }
 }
 
@@ -153,32 +216,29 @@ mod tests {
     #[test]
     fn every_built_in_recipe_yields_a_valid_entry() {
         for (name, text) in BUILT_IN {
-            let mut recipe = Recipe::parse(text, Path::new(name)).unwrap();
-            // Templates: what `secret add` requires the user to give.
-            match *name {
-                "oauth2" => {
-                    recipe.hosts = vec!["api.example.com".into()];
-                    recipe.oauth2 = Some(super::super::kind::Oauth2Block {
-                        token_url: "https://auth.example.com/token".into(),
-                        client_id: "c".into(),
-                        ..Default::default()
-                    });
-                }
-                "github-app" => {
-                    recipe.github_app = Some(super::super::kind::GithubAppBlock {
-                        app_id: "1".into(),
-                        installation_id: 2,
-                        api_url: None,
-                    });
-                }
-                _ => {}
-            }
+            let recipe = Recipe::parse(text, Path::new(name)).unwrap();
             recipe.check(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let gaps = template_gaps(&recipe.entry(name).unwrap());
+            match *name {
+                "oauth2" => assert_eq!(gaps, ["--host", "--token-url", "--client-id"]),
+                "github-app" => assert_eq!(gaps, ["--app-id", "--installation-id"]),
+                _ => assert!(gaps.is_empty(), "{name}: {gaps:?}"),
+            }
         }
         // And a broken one does not.
         let mut bad = Recipe::parse(BUILT_IN[0].1, Path::new("x")).unwrap();
         bad.hosts = vec!["exa*mple.com".into()];
         assert!(bad.check("x").unwrap_err().contains("exa*mple.com"));
+    }
+
+    #[test]
+    fn a_template_recipe_of_the_users_checks_but_its_errors_still_show() {
+        let template = "description: corp\nkind: oauth2\nhosts: [api.corp.example]\nformat: \"Bearer {secret}\"\ndummy: \"keygate-dummy-{name}-{random:32}\"\n";
+        let recipe = Recipe::parse(template, Path::new("corp.yaml")).unwrap();
+        recipe.check("corp").unwrap();
+        let broken = template.replace("Bearer {secret}", "Bearer");
+        let recipe = Recipe::parse(&broken, Path::new("corp.yaml")).unwrap();
+        assert!(recipe.check("corp").unwrap_err().contains("{secret}"));
     }
 
     #[test]

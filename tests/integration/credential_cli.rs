@@ -134,11 +134,33 @@ fn aws_credentials_from_a_command_store_nothing() {
             "--recipe",
             "aws",
             "--aws-command",
-            "aws configure export-credentials --profile dev --format process",
+            "aws configure export-credentials --profile 'my dev' --format process",
         ],
     );
     assert_eq!(add.code, Some(0), "{add:?}");
     assert!(stored(&secret).is_none(), "nothing in the keyring");
+    // A value besides the command would sit unused in the keyring: refused.
+    let both = keygate(
+        home.path(),
+        &[
+            "secret",
+            "add",
+            &secret,
+            "--aws-command",
+            "aws x",
+            "--from-env",
+            "HOME",
+        ],
+    );
+    assert_eq!(both.code, Some(2), "{both:?}");
+    assert!(both.stderr.contains("cannot be used with"), "{both:?}");
+    assert!(stored(&secret).is_none(), "still nothing in the keyring");
+    // Split as a shell would: the quoted profile name is one argument.
+    let registry = std::fs::read_to_string(home.path().join("secrets.yaml")).unwrap();
+    assert!(
+        registry.lines().any(|l| l.trim() == "- my dev"),
+        "{registry}"
+    );
     let entry = listed(home.path(), &secret);
     assert_eq!(entry["command"], "aws");
     let list = keygate(home.path(), &["secret", "list", "--long"]);
