@@ -330,14 +330,28 @@ impl SecretSet {
                 .iter()
                 .zip(&previous.retired)
                 .find(|(p, old)| p.name == b.name && *old == static_dummy)
-                .map(|(p, _)| p.dummy.clone());
+                .map(|(p, _)| p);
+            let fresh = |dummy: &str| {
+                phantom::phantom(dummy, &b.name).map_err(|e| format!("secret `{}`: {e}", b.name))
+            };
             let dummy = match kept {
-                Some(dummy) => dummy,
-                None => phantom::phantom(static_dummy, &b.name)
-                    .map_err(|e| format!("secret `{}`: {e}", b.name))?,
+                Some(p) => p.dummy.clone(),
+                None => fresh(static_dummy)?,
+            };
+            // An AWS secret's other phantoms (secret key, session token) are the
+            // session's own too, kept across a reload like the dummy.
+            let kind = match (&b.kind, kept.map(|p| &p.kind)) {
+                (super::kind::Kind::Aws(_), Some(kind @ super::kind::Kind::Aws(_))) => kind.clone(),
+                (super::kind::Kind::Aws(aws), _) => super::kind::Kind::Aws(super::kind::Aws {
+                    secret_access_key: fresh(&aws.secret_access_key)?,
+                    session_token: aws.session_token.as_deref().map(fresh).transpose()?,
+                    command: aws.command.clone(),
+                }),
+                (kind, _) => kind.clone(),
             };
             bindings.push(Binding {
                 dummy,
+                kind,
                 ..Binding::clone(b)
             });
             retired.push(static_dummy.to_string());

@@ -223,3 +223,46 @@ fn a_long_phantom_keeps_its_static_tail_so_agents_ask_to_approve_it_once() {
     let p = phantom(&short, "s").expect("phantom");
     assert_ne!(p[p.len() - 8..], short[short.len() - 8..]);
 }
+
+#[test]
+fn an_aws_secret_gets_session_phantoms_for_its_secret_key_and_token_too() {
+    use crate::secrets::kind::{Aws, Kind};
+    let mut set_of = set(&[("aws", "AKIAKEYGATEDUMMY0123456789ABCDEFGHIJKLMN")]);
+    let mut bindings: Vec<crate::secrets::Binding> = set_of
+        .iter()
+        .map(|b| crate::secrets::Binding::clone(b))
+        .collect();
+    bindings[0].kind = Kind::Aws(Aws {
+        secret_access_key: "keygateDummyAbCdEfGhIjKlMnOpQrStUvWxYz12".into(),
+        session_token: Some("IQoJkeygateDummy0123456789abcdefghijABCDEFGHIJ".into()),
+        command: None,
+    });
+    set_of = crate::secrets::SecretSet::new(bindings);
+    let session = set_of.session().unwrap();
+    let (Kind::Aws(registered), Kind::Aws(own)) = (
+        &set_of.iter().next().unwrap().kind,
+        &session.iter().next().unwrap().kind,
+    ) else {
+        panic!("aws kinds")
+    };
+    assert_ne!(own.secret_access_key, registered.secret_access_key);
+    assert_eq!(
+        own.secret_access_key.len(),
+        registered.secret_access_key.len()
+    );
+    assert!(is_phantom(&own.secret_access_key));
+    let (token, registered_token) = (
+        own.session_token.as_deref().unwrap(),
+        registered.session_token.as_deref().unwrap(),
+    );
+    assert_ne!(token, registered_token);
+    assert_eq!(token.len(), registered_token.len());
+    // The tripwire knows the session's phantoms; a reload keeps them.
+    let phantoms: Vec<&str> = session.iter().next().unwrap().phantoms().collect();
+    assert!(phantoms.contains(&own.secret_access_key.as_str()) && phantoms.contains(&token));
+    let reloaded = set_of.session_keeping(&session).unwrap();
+    let Kind::Aws(kept) = &reloaded.iter().next().unwrap().kind else {
+        panic!("aws")
+    };
+    assert_eq!(kept.secret_access_key, own.secret_access_key);
+}
