@@ -13,6 +13,7 @@ mod probe;
 mod refusals;
 mod run;
 mod secret;
+mod secret_kinds;
 mod secret_list;
 #[cfg(unix)]
 mod session;
