@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Admin;
+use super::dashboard;
 use super::metrics::{self, Gauges};
 use super::rules::{self, Added, List};
 use crate::secrets::kind::Kind;
@@ -45,9 +46,13 @@ pub async fn handle(admin: Arc<Admin>, req: Request<hyper::body::Incoming>) -> R
         (Method::GET, "/api/secrets") => secrets(&admin),
         (Method::POST, "/api/reload") => reload(&admin).await,
         (Method::POST, "/api/rules") => add_rule(&admin, req).await,
+        (Method::GET, "/") => dashboard::page(),
+        (Method::GET, asset) if asset.starts_with("/assets/") => {
+            dashboard::asset(&asset["/assets/".len()..])
+        }
         (
             _,
-            "/healthz" | "/readyz" | "/metrics" | "/api/flows" | "/api/flows/stream"
+            "/" | "/healthz" | "/readyz" | "/metrics" | "/api/flows" | "/api/flows/stream"
             | "/api/policy" | "/api/secrets" | "/api/reload" | "/api/rules",
         ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -58,7 +63,7 @@ pub async fn handle(admin: Arc<Admin>, req: Request<hyper::body::Incoming>) -> R
             StatusCode::NOT_FOUND,
             "not-found",
             format!(
-                "no route {path}; the routes: GET /healthz, /readyz, /metrics, /api/flows?limit=N, /api/flows/stream, /api/policy, /api/secrets; POST /api/reload, /api/rules"
+                "no route {path}; the routes: GET / (the dashboard), /healthz, /readyz, /metrics, /api/flows?limit=N, /api/flows/stream, /api/policy, /api/secrets; POST /api/reload, /api/rules"
             ),
         ),
     }
