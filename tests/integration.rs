@@ -33,6 +33,8 @@ mod credential_cli;
 mod credential_clients;
 #[path = "integration/credentials.rs"]
 mod credentials;
+#[path = "integration/dashboard.rs"]
+mod dashboard;
 #[path = "integration/diagnostics.rs"]
 mod diagnostics;
 #[path = "integration/edges.rs"]
