@@ -39,6 +39,8 @@ mod credential_env;
 mod credential_prompt;
 #[path = "integration/credentials.rs"]
 mod credentials;
+#[path = "integration/dashboard.rs"]
+mod dashboard;
 #[path = "integration/diagnostics.rs"]
 mod diagnostics;
 #[path = "integration/edges.rs"]

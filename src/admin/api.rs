@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Admin;
+use super::dashboard;
 use super::metrics::{self, Gauges};
 use super::rules::{self, Added, List};
 use crate::proxy::approvals::Answer;
@@ -48,9 +49,13 @@ pub async fn handle(admin: Arc<Admin>, req: Request<hyper::body::Incoming>) -> R
         (Method::POST, "/api/rules") => add_rule(&admin, req).await,
         (Method::GET, "/api/approvals") => approvals(&admin),
         (Method::POST, p) if p.starts_with("/api/approvals/") => answer(&admin, req).await,
+        (Method::GET, "/") => dashboard::page(),
+        (Method::GET, asset) if asset.starts_with("/assets/") => {
+            dashboard::asset(&asset["/assets/".len()..])
+        }
         (
             _,
-            "/healthz" | "/readyz" | "/metrics" | "/api/flows" | "/api/flows/stream"
+            "/" | "/healthz" | "/readyz" | "/metrics" | "/api/flows" | "/api/flows/stream"
             | "/api/policy" | "/api/secrets" | "/api/reload" | "/api/rules" | "/api/approvals",
         ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -61,7 +66,7 @@ pub async fn handle(admin: Arc<Admin>, req: Request<hyper::body::Incoming>) -> R
             StatusCode::NOT_FOUND,
             "not-found",
             format!(
-                "no route {path}; the routes: GET /healthz, /readyz, /metrics, /api/flows?limit=N, /api/flows/stream, /api/policy, /api/secrets, /api/approvals; POST /api/reload, /api/rules, /api/approvals/ID"
+                "no route {path}; the routes: GET / (the dashboard), /healthz, /readyz, /metrics, /api/flows?limit=N, /api/flows/stream, /api/policy, /api/secrets, /api/approvals; POST /api/reload, /api/rules, /api/approvals/ID"
             ),
         ),
     }

@@ -9,12 +9,14 @@
 //! * [`api`]: the routes (`/healthz`, `/readyz`, `/metrics`, `/api/flows`,
 //!   `/api/flows/stream`, `/api/policy`, `/api/secrets`, `POST /api/reload`,
 //!   `POST /api/rules`).
+//! * [`dashboard`]: the page at `/` (and `/assets/`), embedded in the binary.
 //! * [`observe`]: recent flows, the live feed, secret use counts, counters.
 //! * [`metrics`]: the Prometheus text format.
 //! * [`rules`]: a pattern added to keygate.yaml, comments kept.
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod metrics;
 pub mod observe;
 pub mod rules;

@@ -32,6 +32,7 @@ pub mod stack;
 pub mod started;
 pub mod trace;
 pub mod upstream;
+pub mod webdriver;
 pub mod ws;
 
 use std::future::Future;
