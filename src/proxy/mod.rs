@@ -428,6 +428,35 @@ impl Proxy {
 }
 
 impl Proxy {
+    /// `decided`, or, for a refusal, what a human answers when `network.ask` holds the
+    /// request ([`approvals`]).
+    pub async fn or_ask(
+        &self,
+        generation: &Generation,
+        decided: crate::policy::Decision,
+        client: &ClientInfo,
+        host: &Host,
+        port: u16,
+        what: &str,
+    ) -> crate::policy::Decision {
+        let refusal = match decided {
+            Ok(allowed) => return Ok(allowed),
+            Err(refusal) => refusal,
+        };
+        let config = &generation.config;
+        self.approvals
+            .decide(
+                config.ask,
+                config.ask_timeout,
+                &client.to_string(),
+                host,
+                port,
+                what,
+                refusal,
+            )
+            .await
+    }
+
     /// Logs and audits a refusal or failure, and builds the response for the client.
     /// `what` names the request for the body, e.g. "CONNECT evil.example:443".
     pub fn refuse(

@@ -47,25 +47,9 @@ pub async fn handle(
         true => Ok(Allowed::SelfTest),
         false => generation.policy.decide(&host, port),
     };
-    let decided = match decided {
-        Err(refusal) => {
-            let config = &generation.config;
-            let who = client.to_string();
-            proxy
-                .approvals
-                .decide(
-                    config.ask,
-                    config.ask_timeout,
-                    &who,
-                    &host,
-                    port,
-                    &what,
-                    refusal,
-                )
-                .await
-        }
-        allowed => allowed,
-    };
+    let decided = proxy
+        .or_ask(&generation, decided, &client, &host, port, &what)
+        .await;
     let allowed = match decided {
         Ok(allowed) => allowed,
         Err(refusal) => {

@@ -52,25 +52,16 @@ pub async fn handle(
         return proxy.self_test(event, &parts, false, started);
     }
     let generation = proxy.current();
-    let decided = match generation.policy.decide(&host, port) {
-        Err(refusal) => {
-            let config = &generation.config;
-            let who = client.to_string();
-            proxy
-                .approvals
-                .decide(
-                    config.ask,
-                    config.ask_timeout,
-                    &who,
-                    &host,
-                    port,
-                    &what,
-                    refusal,
-                )
-                .await
-        }
-        allowed => allowed,
-    };
+    let decided = proxy
+        .or_ask(
+            &generation,
+            generation.policy.decide(&host, port),
+            &client,
+            &host,
+            port,
+            &what,
+        )
+        .await;
     let allowed = match decided {
         Ok(allowed) => allowed,
         Err(refusal) => return proxy.refuse(event, &ProxyError::Refused(refusal), &what, started),
