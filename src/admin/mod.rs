@@ -89,6 +89,24 @@ pub fn bind_unix(path: &Path) -> io::Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
+/// Serves one admin connection (HTTP/1.1) until it ends, or until `stop` (then it gets a
+/// second to finish).
+async fn serve_connection<I, S>(io: I, service: S, stop: CancellationToken)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = api::AdminBody>,
+{
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), conn).await;
+        }
+    }
+}
+
 /// Serves the admin API over TCP on `listener` until `shutdown`: every request must
 /// carry `token` ([`auth`]).
 pub async fn serve_tcp(
@@ -124,16 +142,7 @@ pub async fn serve_tcp(
                     Ok::<_, std::convert::Infallible>(answer)
                 }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), conn).await;
-                }
-            }
+            serve_connection(TokioIo::new(stream), service, stop).await;
         });
     }
 }
@@ -164,16 +173,7 @@ pub async fn serve_unix(
                 let admin = admin.clone();
                 async move { Ok::<_, std::convert::Infallible>(api::handle(admin, req).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), conn).await;
-                }
-            }
+            serve_connection(TokioIo::new(stream), service, stop).await;
         });
     }
     let _ = std::fs::remove_file(&path);
