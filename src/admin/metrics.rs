@@ -199,7 +199,7 @@ mod tests {
         let mut counters = Counters::default();
         counters
             .events
-            .insert(("request".into(), "deny".into(), "tripwire".into()), 3);
+            .insert(("request", "deny", "tripwire".into()), 3);
         counters.swaps.insert("we\"ird\\name".into(), 2);
         let text = render(&counters, &Gauges::default());
         assert!(text.contains("# TYPE keygate_events_total counter"));

@@ -49,7 +49,7 @@ pub struct SecretUse {
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
     /// Events by (kind, decision, code).
-    pub events: BTreeMap<(String, String, String), u64>,
+    pub events: BTreeMap<(&'static str, &'static str, String), u64>,
     /// Swaps by secret.
     pub swaps: BTreeMap<String, u64>,
     /// Tripwires by secret.
@@ -139,14 +139,7 @@ impl Observer for Observed {
         let tripped = code.as_deref() == Some("tripwire");
         {
             let mut counters = lock(&self.counters);
-            let kind = serde_json::to_value(event.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            let decision = serde_json::to_value(event.decision)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
+            let (kind, decision) = (event.kind.as_str(), event.decision.as_str());
             *counters
                 .events
                 .entry((kind, decision, code.clone().unwrap_or_default()))
@@ -243,11 +236,7 @@ mod tests {
         let counters = observed.counters();
         assert_eq!(counters.tripwires["anthropic"], 1);
         assert_eq!(counters.swaps["anthropic"], (RING + 5) as u64);
-        let denied = (
-            "request".to_string(),
-            "deny".to_string(),
-            "not-allowed".to_string(),
-        );
+        let denied = ("request", "deny", "not-allowed".to_string());
         assert_eq!(counters.events[&denied], 1);
         assert_eq!(counters.bytes_down, 20 * (RING + 7) as u64);
     }

@@ -57,6 +57,28 @@ pub enum Verdict {
     Intercept,
 }
 
+impl Verdict {
+    /// The name as the log writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+            Verdict::Intercept => "intercept",
+        }
+    }
+}
+
+impl Kind {
+    /// The name as the log writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Connect => "connect",
+            Kind::Request => "request",
+            Kind::Tunnel => "tunnel",
+        }
+    }
+}
+
 /// One audit event. Field names are the contract of SPEC §8.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
