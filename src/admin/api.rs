@@ -134,6 +134,7 @@ fn metrics(admin: &Admin) -> Response<AdminBody> {
             admin.proxy.stats.request_head.snapshot(),
             admin.proxy.stats.response_head.snapshot(),
         )),
+        counts: admin.proxy.stats.counts(),
     };
     let text = metrics::render(&admin.observed.counters(), &gauges);
     with_type(

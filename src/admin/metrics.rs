@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::time::SystemTime;
 
 use super::observe::Counters;
-use crate::proxy::stats::HistogramSnapshot;
+use crate::proxy::stats::{Counts, HistogramSnapshot};
 
 /// The gauges `/metrics` reads from the running proxy, besides the [`Counters`].
 #[derive(Debug, Clone, Default)]
@@ -25,6 +25,8 @@ pub struct Gauges {
     pub leaf_cache: (u64, u64),
     /// keygate's added time: request head in to out, response head in to out.
     pub added: Option<(HistogramSnapshot, HistogramSnapshot)>,
+    /// Connections by kind, TLS handshakes, upstream failures, keyring errors.
+    pub counts: Counts,
 }
 
 /// A label value escaped for the text format (`\`, `"` and newlines).
@@ -127,6 +129,7 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
         "Client connections being served (tunnels and intercepted connections included).",
     );
     let _ = writeln!(out, "keygate_open_connections {}", gauges.open_connections);
+    render_counts(&mut out, &gauges.counts);
     family(
         &mut out,
         "keygate_leaf_cache_total",
@@ -188,6 +191,61 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
         let _ = writeln!(out, "keygate_start_time_seconds {secs}");
     }
     out
+}
+
+fn render_counts(out: &mut String, counts: &Counts) {
+    family(
+        out,
+        "keygate_connections_total",
+        "counter",
+        "Connections by kind (intercepted: a CONNECT whose TLS keygate terminated; tunnelled: a CONNECT relayed as is; plain: a client connection that carried plain-HTTP requests).",
+    );
+    for (kind, total, _) in &counts.connections {
+        let _ = writeln!(out, "keygate_connections_total{{kind=\"{kind}\"}} {total}");
+    }
+    family(
+        out,
+        "keygate_connections_open",
+        "gauge",
+        "Connections open now, by kind (as keygate_connections_total).",
+    );
+    for (kind, _, open) in &counts.connections {
+        let _ = writeln!(out, "keygate_connections_open{{kind=\"{kind}\"}} {open}");
+    }
+    family(
+        out,
+        "keygate_tls_handshakes_total",
+        "counter",
+        "TLS handshakes by side (client: keygate serving an intercepted client with a leaf it minted; upstream: keygate verifying an upstream) and result.",
+    );
+    for (side, ok, failed) in &counts.handshakes {
+        for (result, n) in [("ok", ok), ("failed", failed)] {
+            let _ = writeln!(
+                out,
+                "keygate_tls_handshakes_total{{side=\"{side}\",result=\"{result}\"}} {n}"
+            );
+        }
+    }
+    family(
+        out,
+        "keygate_upstream_errors_total",
+        "counter",
+        "Failures to reach or hear from an upstream, by kind (resolve, connect, timeout, tls, proxy: the corporate upstream proxy, protocol: the connection broke or bad HTTP).",
+    );
+    for (kind, n) in &counts.upstream_failures {
+        let _ = writeln!(out, "keygate_upstream_errors_total{{kind=\"{kind}\"}} {n}");
+    }
+    family(
+        out,
+        "keygate_keyring_errors_total",
+        "counter",
+        "Keyring reads (at reload) and writes (a rotated refresh token) that failed.",
+    );
+    let _ = writeln!(
+        out,
+        "keygate_keyring_errors_total {}",
+        counts.keyring_errors
+    );
 }
 
 #[cfg(test)]

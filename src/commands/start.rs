@@ -251,10 +251,19 @@ async fn reload_once(
                 )),
             }
         }
-        Ok(Err(failure)) => Err(format!(
-            "reload failed, keeping the previous configuration: {:#}",
-            failure.error
-        )),
+        Ok(Err(failure)) => Err({
+            if failure
+                .error
+                .downcast_ref::<keygate::secrets::StoreError>()
+                .is_some()
+            {
+                proxy.stats.keyring_error();
+            }
+            format!(
+                "reload failed, keeping the previous configuration: {:#}",
+                failure.error
+            )
+        }),
         Err(e) => Err(format!("reload failed: {e}")),
     };
     match &outcome {

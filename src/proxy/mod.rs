@@ -144,12 +144,13 @@ impl Generation {
         policy: Policy,
         secrets: SecretSet,
         env: &CredentialEnv,
+        stats: &Arc<stats::Stats>,
         previous: Option<&Generation>,
     ) -> Result<Generation, TlsSetupError> {
         let roots = tls::load_extra_roots(&config.upstream_ca)?;
         let config = Arc::new(config);
         let policy = Arc::new(policy);
-        let connector = Connector::new(config.clone(), policy.clone());
+        let connector = Connector::new(config.clone(), policy.clone(), stats.clone());
         let tls_connector = TlsConnector::new(
             connector.clone(),
             tls::client_config(&roots, &[b"h2", b"http/1.1"])?,
@@ -219,7 +220,7 @@ pub struct Proxy {
     /// The session this proxy serves, if it is a `keygate run` session's.
     pub session: Option<SessionTag>,
     /// What the proxy measures about itself (`/metrics`).
-    pub stats: stats::Stats,
+    pub stats: Arc<stats::Stats>,
     /// Requests held while a human is asked (`network.ask`).
     pub approvals: approvals::Approvals,
     /// The keyring and phantom files the credentials of each generation use.
@@ -307,7 +308,12 @@ impl ProxyBuilder {
     }
 
     /// Assembles the proxy; fails when `upstream.ca` cannot be read.
-    pub fn build(self) -> Result<Arc<Proxy>, TlsSetupError> {
+    pub fn build(mut self) -> Result<Arc<Proxy>, TlsSetupError> {
+        let stats = Arc::new(stats::Stats::default());
+        if let Some(store) = self.credential_env.store.take() {
+            self.credential_env.store =
+                Some(Arc::new(stats::CountedStore::new(store, stats.clone())));
+        }
         let max_connections = self.config.limits.max_connections;
         let refusal_pages = self.config.limits.refusal_pages_per_minute;
         let refusal_configs = self
@@ -319,6 +325,7 @@ impl ProxyBuilder {
             self.policy,
             self.secrets,
             &self.credential_env,
+            &stats,
             None,
         )?;
         Ok(Arc::new(Proxy {
@@ -327,7 +334,7 @@ impl ProxyBuilder {
             auth: self.auth,
             session: self.session,
             credential_env: self.credential_env,
-            stats: stats::Stats::default(),
+            stats,
             approvals: approvals::Approvals::default(),
             current: RwLock::new(Arc::new(generation)),
             server_configs: self.issuer.map(|i| ServerConfigs::new(i, LEAF_CACHE_HOSTS)),
@@ -393,6 +400,7 @@ impl Proxy {
             policy,
             secrets,
             &self.credential_env,
+            &self.stats,
             Some(&previous),
         )?);
         match self.current.write() {

@@ -18,6 +18,13 @@ use crate::support::{body, within};
 
 const API: &str = "api.metrics.test";
 const OTHER: &str = "other.metrics.test";
+/// Allowed, no secret: tunnelled.
+const TUNNEL: &str = "tunnel.metrics.test";
+/// Bound to secret b, resolved to a closed port: an upstream connect failure.
+const CLOSED: &str = "closed.metrics.test";
+/// Bound to secret b, resolved to the upstream, whose certificate does not name it: an
+/// upstream TLS failure.
+const BADTLS: &str = "badtls.metrics.test";
 
 async fn metrics_text(sock: &Path) -> String {
     let stream = tokio::net::UnixStream::connect(sock).await.unwrap();
@@ -117,56 +124,48 @@ async fn metrics_parse_with_prometheus_client_and_count_the_scripted_mix() {
         return;
     }
     let pki = TestPki::new();
-    let upstream = ApiUpstream::start(&pki, &[API, OTHER], Alpn::H2AndHttp1).await;
+    let upstream = ApiUpstream::start(&pki, &[API, OTHER, TUNNEL], Alpn::H2AndHttp1).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
     let home = tempfile::tempdir().unwrap();
     let root = pki.write_root(home.path());
     std::fs::write(
         home.path().join("keygate.yaml"),
-        "listen: 127.0.0.1:0\nnetwork:\n  mode: custom\n",
+        format!("listen: 127.0.0.1:0\nnetwork:\n  mode: custom\n  allow: [{TUNNEL}]\n"),
     )
     .unwrap();
     let (a, b) = (format!("kgm-a-{}", unique()), format!("kgm-b-{}", unique()));
     let _entries = (KeyutilsEntry(a.clone()), KeyutilsEntry(b.clone()));
     let real = format!("sk-real-metrics-{}", unique());
     let mut dummies = Vec::new();
-    for (name, host) in [(&a, API), (&b, OTHER)] {
-        let mut cmd = bin::keygate_keyutils(
-            home.path(),
-            &[
-                "secret",
-                "add",
-                name,
-                "--host",
-                host,
-                "--header",
-                "x-api-key",
-                "--from-env",
-                "REAL",
-            ],
-        );
+    for (name, hosts) in [(&a, vec![API]), (&b, vec![OTHER, CLOSED, BADTLS])] {
+        let mut args = vec!["secret", "add", name.as_str()];
+        for host in hosts {
+            args.extend(["--host", host]);
+        }
+        args.extend(["--header", "x-api-key", "--from-env", "REAL"]);
+        let mut cmd = bin::keygate_keyutils(home.path(), &args);
         cmd.env("REAL", &real);
         let out = bin::run(cmd);
         assert_eq!(out.code, Some(0), "{out:?}");
         dummies.push(out.stdout.lines().last().unwrap().to_string());
     }
-    let resolve_a = format!("{API}:443={}", upstream.addr);
-    let resolve_b = format!("{OTHER}:443={}", upstream.addr);
-    let keygate = Running::start(bin::keygate_keyutils(
-        home.path(),
-        &[
-            "start",
-            "--resolve",
-            &resolve_a,
-            "--resolve",
-            &resolve_b,
-            "--upstream-ca",
-            root.to_str().unwrap(),
-        ],
-    ));
+    let resolve: Vec<String> = [API, OTHER, TUNNEL, BADTLS]
+        .iter()
+        .map(|h| format!("{h}:443={}", upstream.addr))
+        .chain([format!("{CLOSED}:443=127.0.0.1:{closed_port}")])
+        .collect();
+    let mut args = vec!["start", "--upstream-ca", root.to_str().unwrap()];
+    for r in &resolve {
+        args.extend(["--resolve", r.as_str()]);
+    }
+    let keygate = Running::start(bin::keygate_keyutils(home.path(), &args));
     keygate.wait_for_line("admin API on");
     let proxy = format!("http://{}", keygate.addr);
     let ca = home.path().join("ca").join("keygate-ca.pem");
     let ca = ca.to_str().unwrap().to_string();
+    let root = root.to_str().unwrap().to_string();
     let header = format!("x-api-key: {}", dummies[0]);
     let statuses = tokio::task::spawn_blocking(move || {
         [
@@ -192,13 +191,24 @@ async fn metrics_parse_with_prometheus_client_and_count_the_scripted_mix() {
                 &header,
                 &format!("https://{OTHER}/v1/x"),
             ]),
-            // Refused: a host not on the list.
+            // Refused: a host not on the list (a plain-HTTP connection).
             curl(&["-x", &proxy, "http://denied.metrics.test/"]),
+            // Tunnelled: allowed, no secret; the client verifies the upstream itself.
+            curl(&[
+                "-x",
+                &proxy,
+                "--cacert",
+                &root,
+                &format!("https://{TUNNEL}/"),
+            ]),
+            // Upstream failures: nothing listens; a certificate for other names.
+            curl(&["-x", &proxy, "--cacert", &ca, &format!("https://{CLOSED}/")]),
+            curl(&["-x", &proxy, "--cacert", &ca, &format!("https://{BADTLS}/")]),
         ]
     })
     .await
     .unwrap();
-    assert_eq!(statuses, [200, 200, 403, 403]);
+    assert_eq!(statuses, [200, 200, 403, 403, 200, 502, 502]);
     let sock = home.path().join("admin.sock");
     // The events are recorded as the flows end; give the last one a moment.
     let mut samples = Vec::new();
@@ -241,12 +251,14 @@ async fn metrics_parse_with_prometheus_client_and_count_the_scripted_mix() {
     );
     assert_eq!(sample(&samples, "keygate_secrets", &[]), Some(2.0));
     assert!(sample(&samples, "keygate_bytes_total", &[("direction", "down")]).unwrap() > 0.0);
-    // keygate's added time: of the swapped request, the one that went upstream (the
-    // tripped one was refused before, the self-test origin is answered locally).
+    // keygate's added time: the request phase of the requests sent upstream (the
+    // swapped one, and CLOSED's and BADTLS's, which failed there; the tripped one was
+    // refused before, the self-test origin is answered locally), the response phase
+    // of the one answered.
     let added = [("phase", "request"), ("le", "+Inf")];
     assert_eq!(
         sample(&samples, "keygate_added_seconds_bucket", &added),
-        Some(1.0)
+        Some(3.0)
     );
     assert_eq!(
         sample(
@@ -257,6 +269,53 @@ async fn metrics_parse_with_prometheus_client_and_count_the_scripted_mix() {
         Some(1.0)
     );
     assert!(sample(&samples, "keygate_leaf_cache_total", &[("result", "miss")]).unwrap() >= 2.0);
+    // Connections by kind: keygate.test, API, OTHER, CLOSED and BADTLS intercepted.
+    let connections = |samples: &[Value], kind: &str| {
+        sample(samples, "keygate_connections_total", &[("kind", kind)])
+    };
+    assert_eq!(connections(&samples, "intercepted"), Some(5.0));
+    assert_eq!(connections(&samples, "tunnelled"), Some(1.0));
+    assert_eq!(connections(&samples, "plain"), Some(1.0));
+    let handshakes = |side: &str, result: &str| {
+        sample(
+            &samples,
+            "keygate_tls_handshakes_total",
+            &[("side", side), ("result", result)],
+        )
+    };
+    assert_eq!(handshakes("client", "ok"), Some(5.0));
+    assert_eq!(handshakes("client", "failed"), Some(0.0));
+    // Only API's request and BADTLS's reached for an upstream handshake (OTHER's
+    // tripped first, CLOSED's had no TCP connection).
+    assert_eq!(handshakes("upstream", "ok"), Some(1.0));
+    assert_eq!(handshakes("upstream", "failed"), Some(1.0));
+    let upstream_errors =
+        |kind: &str| sample(&samples, "keygate_upstream_errors_total", &[("kind", kind)]);
+    assert_eq!(upstream_errors("connect"), Some(1.0));
+    assert_eq!(upstream_errors("tls"), Some(1.0));
+    assert_eq!(upstream_errors("resolve"), Some(0.0));
+    assert_eq!(upstream_errors("protocol"), Some(0.0));
+    assert_eq!(
+        sample(&samples, "keygate_keyring_errors_total", &[]),
+        Some(0.0)
+    );
+    // Every connection closed: none is counted open any more.
+    let mut open = f64::NAN;
+    for _ in 0..100 {
+        let now = parse(&python, &metrics_text(&sock).await);
+        open = ["intercepted", "tunnelled", "plain"]
+            .iter()
+            .map(|k| sample(&now, "keygate_connections_open", &[("kind", k)]).unwrap())
+            .sum();
+        if open == 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        open, 0.0,
+        "connections still counted open after every client left"
+    );
     let families: Vec<&str> = samples.iter().filter_map(|s| s["type"].as_str()).collect();
     assert!(families.contains(&"histogram"));
     assert!(families.contains(&"counter") && families.contains(&"gauge"));

@@ -18,6 +18,7 @@ use crate::policy::Host;
 use crate::proxy::exchange::{self, Intercepted};
 use crate::proxy::headers::{HYPER_INLINE_HEADERS, PARSER_SLACK};
 use crate::proxy::io::read_ahead::ReadAhead;
+use crate::proxy::stats::{ConnKind, Open, TlsSide};
 use crate::proxy::{ClientInfo, Generation, Proxy};
 
 /// Terminates TLS on an upgraded CONNECT and serves its requests until it closes.
@@ -30,6 +31,7 @@ pub async fn run(
     port: u16,
 ) {
     let started = Instant::now();
+    let open = proxy.stats.open(ConnKind::Intercepted);
     let deny = |code: &str, why: String| {
         tracing::warn!(client = %client, "intercepted connection to {host}:{port} closed: {code}: {why}");
         let mut event = Event::new(client.to_string(), Kind::Connect, Verdict::Deny);
@@ -47,8 +49,12 @@ pub async fn run(
     let limits = generation.config.limits;
     let start = match tokio::time::timeout(limits.handshake_timeout, acceptor).await {
         Ok(Ok(start)) => start,
-        Ok(Err(e)) => return deny("bad-tls", format!("not a TLS ClientHello: {e}")),
+        Ok(Err(e)) => {
+            proxy.stats.handshake(TlsSide::Client, false);
+            return deny("bad-tls", format!("not a TLS ClientHello: {e}"));
+        }
         Err(_) => {
+            proxy.stats.handshake(TlsSide::Client, false);
             let why = format!(
                 "no ClientHello within {} (limits.handshake_timeout)",
                 Span(limits.handshake_timeout)
@@ -70,14 +76,19 @@ pub async fn run(
     };
     let tls = match tokio::time::timeout(limits.handshake_timeout, start.into_stream(config)).await
     {
-        Ok(Ok(tls)) => tls,
+        Ok(Ok(tls)) => {
+            proxy.stats.handshake(TlsSide::Client, true);
+            tls
+        }
         Ok(Err(e)) => {
+            proxy.stats.handshake(TlsSide::Client, false);
             let why = format!(
                 "the client's TLS handshake failed ({e}); if it does not trust keygate's CA, point NODE_EXTRA_CA_CERTS / SSL_CERT_FILE at `keygate ca path` (or use `keygate env`)"
             );
             return deny("client-tls", why);
         }
         Err(_) => {
+            proxy.stats.handshake(TlsSide::Client, false);
             let why = format!(
                 "the TLS handshake did not finish within {} (limits.handshake_timeout)",
                 Span(limits.handshake_timeout)
@@ -95,6 +106,7 @@ pub async fn run(
         tls,
         host.clone(),
         port,
+        open,
     ));
 }
 
@@ -105,6 +117,7 @@ async fn serve(
     tls: tokio_rustls::server::TlsStream<ReadAhead<TokioIo<Upgraded>>>,
     host: Host,
     port: u16,
+    _open: Open,
 ) {
     let limits = generation.config.limits;
     let conn = Arc::new(Intercepted {

@@ -18,6 +18,7 @@ use crate::audit::{Event, Kind, Verdict};
 use crate::config::limits::Span;
 use crate::policy::Host;
 use crate::proxy::io::idle::Activity;
+use crate::proxy::stats::ConnKind;
 use crate::proxy::{ClientInfo, Proxy};
 
 /// Bytes copied per read and write in each direction of a tunnel. tokio's default of
@@ -36,6 +37,7 @@ pub async fn run(
     port: u16,
 ) {
     let started = Instant::now();
+    let _open = proxy.stats.open(ConnKind::Tunnelled);
     let mut downstream = TokioIo::new(upgraded);
     let mut event = Event::new(client.to_string(), Kind::Tunnel, Verdict::Allow);
     event.host = Some(host.to_string());

@@ -21,6 +21,7 @@ use crate::policy::{Host, parse_authority};
 use crate::proxy::headers::strip_hop_by_hop;
 use crate::proxy::io::metered::{Direction, FlowRecord, Metered};
 use crate::proxy::respond::ProxyError;
+use crate::proxy::stats::UpstreamFailure;
 use crate::proxy::upstream::ConnectError;
 use crate::proxy::{Body, BoxError, ClientInfo, Proxy};
 
@@ -100,8 +101,9 @@ pub async fn handle(
     }
     let response = match sent {
         Ok(Ok(response)) => response,
-        Ok(Err(e)) => return fail(&proxy, &flow, upstream_error(&e), &what),
+        Ok(Err(e)) => return fail(&proxy, &flow, upstream_error(&proxy, &e), &what),
         Err(_) => {
+            proxy.stats.upstream_failure(UpstreamFailure::Timeout);
             let err = ProxyError::Timeout(format!(
                 "no response head within {} (limits.response_timeout)",
                 Span(timeout)
@@ -167,7 +169,9 @@ fn prepare(
 
 /// Maps a pooling-client error to the side that failed, finding our own connect error
 /// (a policy refusal, a timeout) inside it when there is one.
-pub(super) fn upstream_error(e: &hyper_util::client::legacy::Error) -> ProxyError {
+/// A failure after connecting (the connection broke, bad HTTP) is counted here; a
+/// connect failure was counted by the connector.
+pub(super) fn upstream_error(proxy: &Proxy, e: &hyper_util::client::legacy::Error) -> ProxyError {
     let mut source = e.source();
     while let Some(cause) = source {
         if let Some(connect) = cause.downcast_ref::<ConnectError>() {
@@ -175,6 +179,7 @@ pub(super) fn upstream_error(e: &hyper_util::client::legacy::Error) -> ProxyErro
         }
         source = cause.source();
     }
+    proxy.stats.upstream_failure(UpstreamFailure::Protocol);
     let detail = e
         .source()
         .map(|s| s.to_string())

@@ -255,8 +255,11 @@ pub async fn handle(
     }
     let mut response = match sent {
         Ok(Ok(response)) => response,
-        Ok(Err(e)) => return Ok(fail(&flow_record, upstream_error(&e), &what)),
+        Ok(Err(e)) => return Ok(fail(&flow_record, upstream_error(proxy, &e), &what)),
         Err(_) => {
+            proxy
+                .stats
+                .upstream_failure(crate::proxy::stats::UpstreamFailure::Timeout);
             let err = ProxyError::Timeout(format!(
                 "no response head within {} (limits.response_timeout)",
                 Span(limits.response_timeout)

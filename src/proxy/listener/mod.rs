@@ -127,7 +127,11 @@ where
 {
     let limits = proxy.current().config.limits;
     let handler = proxy.clone();
-    let svc = service_fn(move |req| service::handle(handler.clone(), peer, slot.clone(), req));
+    // Counted as a plain connection from its first plain-HTTP request until it closes.
+    let plain = Arc::new(std::sync::OnceLock::new());
+    let svc = service_fn(move |req| {
+        service::handle(handler.clone(), peer, slot.clone(), plain.clone(), req)
+    });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)

@@ -2,7 +2,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use std::time::Instant;
 
@@ -13,6 +13,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::audit::{Event, Kind, Verdict, path_without_query};
 use crate::proxy::exchange::forward;
 use crate::proxy::respond::ProxyError;
+use crate::proxy::stats::{ConnKind, Open};
 use crate::proxy::{Body, ClientInfo, Proxy, connect, headers};
 
 /// Routes one request: CONNECT → tunnel/intercept, absolute-form → forward, anything
@@ -21,6 +22,7 @@ pub async fn handle(
     proxy: Arc<Proxy>,
     peer: SocketAddr,
     slot: Arc<OwnedSemaphorePermit>,
+    plain: Arc<OnceLock<Open>>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let client = ClientInfo {
@@ -52,6 +54,7 @@ pub async fn handle(
     let response = if req.method() == Method::CONNECT {
         connect::handle(proxy, client, req).await
     } else if req.uri().scheme().is_some() {
+        plain.get_or_init(|| proxy.stats.open(ConnKind::Plain));
         forward::handle(proxy, client, req).await
     } else {
         not_a_proxy_request(&proxy, &client, &req)

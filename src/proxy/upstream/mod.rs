@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use crate::config::Config;
 use crate::config::limits::Span;
 use crate::policy::{Host, HostPattern, Policy, Refusal, parse_authority};
+use crate::proxy::stats::{Stats, UpstreamFailure};
 
 /// Why an upstream connection could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -82,14 +83,24 @@ pub struct Connector {
 struct Inner {
     config: Arc<Config>,
     policy: Arc<Policy>,
+    stats: Arc<Stats>,
 }
 
 impl Connector {
     /// A connector applying `policy`'s address checks and `config`'s upstream settings.
-    pub fn new(config: Arc<Config>, policy: Arc<Policy>) -> Connector {
+    pub fn new(config: Arc<Config>, policy: Arc<Policy>, stats: Arc<Stats>) -> Connector {
         Connector {
-            inner: Arc::new(Inner { config, policy }),
+            inner: Arc::new(Inner {
+                config,
+                policy,
+                stats,
+            }),
         }
+    }
+
+    /// Where connection failures and handshakes are counted.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
     }
 
     /// How long keygate's own TLS handshake with an upstream may take
@@ -118,7 +129,7 @@ impl Connector {
             }
         };
         let limit = config.limits.upstream_connect_timeout;
-        tokio::time::timeout(limit, work).await.map_err(|_| {
+        let connected = tokio::time::timeout(limit, work).await.map_err(|_| {
             let through = via
                 .map(|p| format!(" through the upstream proxy {}:{}", p.host, p.port))
                 .unwrap_or_default();
@@ -126,7 +137,26 @@ impl Connector {
                 "connecting to {target}{through} (limits.upstream_connect_timeout: {})",
                 Span(limit)
             ))
-        })?
+        });
+        let connected = connected.and_then(|c| c);
+        if let Err(e) = &connected {
+            self.note_failure(e);
+        }
+        connected
+    }
+
+    /// Counts `e` among the upstream failures `/metrics` shows (a policy refusal is
+    /// not one).
+    pub fn note_failure(&self, e: &ConnectError) {
+        let kind = match e {
+            ConnectError::Resolve { .. } => UpstreamFailure::Resolve,
+            ConnectError::Connect { .. } => UpstreamFailure::Connect,
+            ConnectError::Timeout(_) => UpstreamFailure::Timeout,
+            ConnectError::Proxy { .. } => UpstreamFailure::Proxy,
+            ConnectError::Tls { .. } => UpstreamFailure::Tls,
+            _ => return,
+        };
+        self.inner.stats.upstream_failure(kind);
     }
 
     /// Resolves and connects; `check` applies the private-address defence (the

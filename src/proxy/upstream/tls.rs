@@ -27,6 +27,7 @@ use super::{ConnectError, Connector, target_of};
 use crate::config::limits::Span;
 use crate::policy::Host;
 use crate::proxy::io::read_ahead::ReadAhead;
+use crate::proxy::stats::TlsSide;
 
 /// The one crypto provider keygate uses (aws-lc-rs), on both sides: the leaves of
 /// intercepted connections ([`crate::proxy::connect::tls`]) use it too.
@@ -143,8 +144,12 @@ impl TlsConnector {
                     "the TLS handshake with {host}:{port} (limits.handshake_timeout: {})",
                     Span(limit)
                 ))
-            })?
-            .map_err(|e| tls_error(host, port, e))?;
+            })
+            .and_then(|done| done.map_err(|e| tls_error(host, port, e)));
+        self.tcp
+            .stats()
+            .handshake(TlsSide::Upstream, stream.is_ok());
+        let stream = stream.inspect_err(|e| self.tcp.note_failure(e))?;
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         Ok(UpstreamTls {
             io: TokioIo::new(stream),
