@@ -218,6 +218,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields, default)]
 struct RawAdmin {
     listen: Option<Parsed<ListenAddr>>,
+    metrics: Option<bool>,
 }
 
 #[derive(Default, Deserialize)]
@@ -403,6 +404,9 @@ pub struct Config {
     /// `admin.listen`: a TCP address for the admin API besides its Unix socket (a bearer
     /// token is then required); `None` = the socket only.
     pub admin_listen: Option<SocketAddr>,
+    /// `admin.metrics`: whether keygate counts for `/metrics` (default true). Off, the
+    /// per-request counters and histograms are not kept and `/metrics` answers 404.
+    pub admin_metrics: bool,
 }
 
 impl Default for Config {
@@ -490,6 +494,7 @@ impl Config {
             ask,
             ask_timeout,
             admin_listen,
+            admin_metrics: raw.admin.metrics.unwrap_or(true),
         })
         .and_then(|config| {
             match config.admin_listen {

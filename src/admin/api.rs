@@ -118,6 +118,13 @@ fn readyz(admin: &Admin) -> Response<AdminBody> {
 }
 
 fn metrics(admin: &Admin) -> Response<AdminBody> {
+    if !admin.proxy.stats.on() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "metrics-off",
+            "keygate counts nothing for /metrics: admin.metrics is false in keygate.yaml; remove it (or set it to true) and restart".into(),
+        );
+    }
     let generation = admin.proxy.current();
     let max = generation.config.limits.max_connections;
     let gauges = Gauges {

@@ -68,6 +68,8 @@ pub struct Observed {
     live: broadcast::Sender<Arc<Flow>>,
     secrets: Mutex<HashMap<String, SecretUse>>,
     counters: Mutex<Counters>,
+    /// `admin.metrics: false`: the counters are not kept.
+    counting: bool,
     /// When this keygate started.
     pub started: SystemTime,
 }
@@ -80,6 +82,7 @@ impl Default for Observed {
             live: broadcast::channel(LIVE_BACKLOG).0,
             secrets: Mutex::default(),
             counters: Mutex::default(),
+            counting: true,
             started: SystemTime::now(),
         }
     }
@@ -103,6 +106,15 @@ fn rfc3339(at: SystemTime) -> String {
 }
 
 impl Observed {
+    /// Keeping the counters of `/metrics` (`admin.metrics`) or not; the flows and the
+    /// secrets' use are kept either way (the dashboard shows them).
+    pub fn new(counting: bool) -> Observed {
+        Observed {
+            counting,
+            ..Observed::default()
+        }
+    }
+
     /// The most recent `limit` flows, oldest first.
     pub fn recent(&self, limit: usize) -> Vec<Arc<Flow>> {
         let ring = lock(&self.ring);
@@ -137,7 +149,7 @@ impl Observer for Observed {
             _ => None,
         };
         let tripped = code.as_deref() == Some("tripwire");
-        {
+        if self.counting {
             let mut counters = lock(&self.counters);
             let (kind, decision) = (event.kind.as_str(), event.decision.as_str());
             *counters

@@ -40,7 +40,7 @@ pub fn run(home: &Home, args: StartArgs) -> Result<(), Failure> {
     super::tighten_home(home)?;
     let (audit, writer) = AuditLog::open(&home.audit_log(), config.audit)
         .with_context(|| format!("opening {}", home.audit_log().display()))?;
-    let observed = Arc::new(Observed::default());
+    let observed = Arc::new(Observed::new(config.admin_metrics));
     let audit = audit.with_observer(observed.clone());
     let builder = Proxy::builder(config, policy, audit.clone())
         .ca(Arc::new(ca))

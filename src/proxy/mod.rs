@@ -309,7 +309,7 @@ impl ProxyBuilder {
 
     /// Assembles the proxy; fails when `upstream.ca` cannot be read.
     pub fn build(mut self) -> Result<Arc<Proxy>, TlsSetupError> {
-        let stats = Arc::new(stats::Stats::default());
+        let stats = Arc::new(stats::Stats::new(self.config.admin_metrics));
         if let Some(store) = self.credential_env.store.take() {
             self.credential_env.store =
                 Some(Arc::new(stats::CountedStore::new(store, stats.clone())));

@@ -170,6 +170,8 @@ pub struct Stats {
     handshakes: [[AtomicU64; 2]; 2],
     upstream_failures: [AtomicU64; 6],
     keyring_errors: AtomicU64,
+    /// `admin.metrics: false`: nothing is counted.
+    off: bool,
 }
 
 /// A connection being counted as open; counted closed when dropped.
@@ -240,30 +242,67 @@ pub struct Counts {
 }
 
 impl Stats {
-    /// Counts a new connection of `kind`, open until the returned guard drops.
-    pub fn open(self: &std::sync::Arc<Self>, kind: ConnKind) -> Open {
+    /// Counting (`admin.metrics`, on by default) or not.
+    pub fn new(on: bool) -> Stats {
+        Stats {
+            off: !on,
+            ..Stats::default()
+        }
+    }
+
+    /// Whether anything is counted.
+    pub fn on(&self) -> bool {
+        !self.off
+    }
+
+    /// Records keygate's time from an intercepted request's head in to its head out.
+    pub fn added_request(&self, elapsed: Duration) {
+        if !self.off {
+            self.request_head.observe(elapsed);
+        }
+    }
+
+    /// Records keygate's time from the upstream's response head in to the head out.
+    pub fn added_response(&self, elapsed: Duration) {
+        if !self.off {
+            self.response_head.observe(elapsed);
+        }
+    }
+
+    /// Counts a new connection of `kind`, open until the returned guard drops (none
+    /// when nothing is counted).
+    pub fn open(self: &std::sync::Arc<Self>, kind: ConnKind) -> Option<Open> {
+        if self.off {
+            return None;
+        }
         let count = &self.connections[kind as usize];
         count.total.fetch_add(1, Ordering::Relaxed);
         count.open.fetch_add(1, Ordering::Relaxed);
-        Open {
+        Some(Open {
             stats: self.clone(),
             kind,
-        }
+        })
     }
 
     /// Counts a TLS handshake on `side`.
     pub fn handshake(&self, side: TlsSide, ok: bool) {
-        self.handshakes[side as usize][usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+        if !self.off {
+            self.handshakes[side as usize][usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Counts a failure to reach or hear from an upstream.
     pub fn upstream_failure(&self, kind: UpstreamFailure) {
-        self.upstream_failures[kind as usize].fetch_add(1, Ordering::Relaxed);
+        if !self.off {
+            self.upstream_failures[kind as usize].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Counts a failed keyring read or write.
     pub fn keyring_error(&self) {
-        self.keyring_errors.fetch_add(1, Ordering::Relaxed);
+        if !self.off {
+            self.keyring_errors.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The counters now.
@@ -352,6 +391,13 @@ mod tests {
         assert_eq!(counts.keyring_errors, 1);
         drop(b);
         assert_eq!(stats.counts().connections[0], ("intercepted", 2, 0));
+
+        let off = std::sync::Arc::new(Stats::new(false));
+        assert!(off.open(ConnKind::Plain).is_none());
+        off.handshake(TlsSide::Client, true);
+        off.added_request(Duration::from_micros(5));
+        assert_eq!(off.counts(), Stats::default().counts());
+        assert_eq!(off.request_head.snapshot().count, 0);
     }
 
     #[test]

@@ -409,6 +409,96 @@ fn a_jailed_command_cannot_reach_the_admin_api() {
     drop(keygate);
 }
 
+/// As [`a_jailed_command_cannot_reach_the_admin_api`], everything as an ordinary user
+/// (uid 65534, no capabilities, via setpriv): keygate, its home and admin socket, the
+/// jailed command. Outside the jail that user reaches both (the socket is its own);
+/// inside, the namespaces stop it, not permissions.
+#[test]
+fn a_jailed_command_cannot_reach_the_admin_api_as_an_unprivileged_user() {
+    let Some(uid) = crate::jail::unprivileged_user() else {
+        return;
+    };
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let (home, cwd) = (dirs[0].path(), dirs[1].path());
+    let (port, proxy_port) = (bin::free_port(), bin::free_port());
+    std::fs::write(
+        home.join("keygate.yaml"),
+        format!("listen: 127.0.0.1:{proxy_port}\nadmin:\n  listen: 127.0.0.1:{port}\n"),
+    )
+    .unwrap();
+    for dir in [home, cwd] {
+        let chown = std::process::Command::new("chown")
+            .args(["-R", &format!("{uid}:{uid}")])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(chown.success());
+    }
+    let as_user = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args([
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".into(),
+            "--".into(),
+        ])
+        .arg(env!("CARGO_BIN_EXE_keygate"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", cwd)
+        .env("LANG", "C.UTF-8")
+        .env("KEYGATE_KEYRING", "keyutils")
+        .current_dir(cwd)
+        .stdin(std::process::Stdio::null());
+        cmd
+    };
+    let keygate = Running::start(as_user(&["start"]));
+    keygate.wait_for_line("keygate admin API on http://");
+    let sock = home.join("admin.sock");
+    let probe = format!(
+        "import os, socket, json\nout = {{'uid': os.getuid()}}\ntry:\n    s = socket.socket(socket.AF_UNIX); s.connect({sock:?}); out['unix'] = 'connected'\nexcept Exception as e:\n    out['unix'] = type(e).__name__\ntry:\n    s = socket.create_connection(('127.0.0.1', {port}), timeout=2); out['tcp'] = 'connected'\nexcept Exception as e:\n    out['tcp'] = type(e).__name__\nprint(json.dumps(out))\n",
+        sock = sock.display().to_string()
+    );
+    let out = bin::run(as_user(&["run", "--", "/usr/bin/python3", "-c", &probe]));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let seen: Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        seen["uid"], uid,
+        "the probe ran as the ordinary user: {seen}"
+    );
+    assert_ne!(
+        seen["unix"], "connected",
+        "the jail reached admin.sock: {seen}"
+    );
+    assert_ne!(
+        seen["tcp"], "connected",
+        "the jail reached the admin port: {seen}"
+    );
+    // The same user, unjailed, reaches both: only the jail stands in the way.
+    let mut outside = std::process::Command::new("setpriv");
+    outside
+        .args([
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".into(),
+            "--".into(),
+            "/usr/bin/python3".into(),
+            "-c".into(),
+            probe,
+        ])
+        .current_dir(cwd);
+    let outside = outside.output().unwrap();
+    let outside: Value = serde_json::from_slice(&outside.stdout).unwrap();
+    assert_eq!(outside["uid"], uid);
+    assert_eq!(outside["unix"], "connected", "{outside}");
+    assert_eq!(outside["tcp"], "connected", "{outside}");
+    drop(keygate);
+    let _token = bin::run(as_user(&["secret", "rm", "--force", "_admin-token"]));
+}
+
 /// `curl -x PROXY URL` in the background: the status and the body.
 fn curl_body(proxy: std::net::SocketAddr, url: String) -> tokio::task::JoinHandle<(u16, String)> {
     tokio::task::spawn_blocking(move || {

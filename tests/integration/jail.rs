@@ -545,7 +545,7 @@ fn the_probe_does_escape_with_no_jail() {
 
 /// The user id to run as when the test runs as root and an unprivileged user can build
 /// the jail; else a printed reason and `None`.
-fn unprivileged_user() -> Option<u32> {
+pub(crate) fn unprivileged_user() -> Option<u32> {
     let me = Command::new("id").arg("-u").output().expect("id -u");
     if String::from_utf8_lossy(&me.stdout).trim() != "0" {
         eprintln!("skipping: the unprivileged run needs the test to run as root (setpriv)");

@@ -117,7 +117,7 @@ async fn serve(
     tls: tokio_rustls::server::TlsStream<ReadAhead<TokioIo<Upgraded>>>,
     host: Host,
     port: u16,
-    _open: Open,
+    _open: Option<Open>,
 ) {
     let limits = generation.config.limits;
     let conn = Arc::new(Intercepted {

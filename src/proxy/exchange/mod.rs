@@ -244,7 +244,7 @@ pub async fn handle(
     } else {
         &generation.tls_client
     };
-    proxy.stats.request_head.observe(started.elapsed());
+    proxy.stats.added_request(started.elapsed());
     let sent = tokio::time::timeout(limits.response_timeout, client.request(request)).await;
     let response_in = Instant::now();
     if let Some(tripped) = tripped.lock().ok().and_then(|mut t| t.take()) {
@@ -310,7 +310,7 @@ pub async fn handle(
     };
     let body = filtered::Filtered::new(body, filters);
     let body = Metered::new(body, flow_record, Direction::Down).boxed();
-    proxy.stats.response_head.observe(response_in.elapsed());
+    proxy.stats.added_response(response_in.elapsed());
     Ok(Response::from_parts(head, body))
 }
 

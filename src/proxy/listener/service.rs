@@ -22,7 +22,7 @@ pub async fn handle(
     proxy: Arc<Proxy>,
     peer: SocketAddr,
     slot: Arc<OwnedSemaphorePermit>,
-    plain: Arc<OnceLock<Open>>,
+    plain: Arc<OnceLock<Option<Open>>>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let client = ClientInfo {
