@@ -94,4 +94,19 @@ mod tests {
             assert!(!APP.contains(sink), "app.js uses {sink}");
         }
     }
+
+    #[test]
+    fn the_page_has_the_approvals_panel_and_the_script_answers_with_the_api_decisions() {
+        assert!(INDEX.contains(r#"<section id="approvals">"#));
+        assert!(INDEX.contains(r#"id="approval-list""#));
+        assert!(APP.contains(r#"api("/api/approvals")"#));
+        for (class, decision) in [
+            ("approve-once", r#""once""#),
+            ("approve-always", r#""always""#),
+            ("approve-deny", r#""deny""#),
+        ] {
+            assert!(APP.contains(class), "app.js has no {class} button");
+            assert!(APP.contains(decision), "app.js never sends {decision}");
+        }
+    }
 }

@@ -1,5 +1,7 @@
-// keygate's dashboard: the live flows, the refusals with their Allow host / Deny
-// buttons, the secrets' use counts and the effective policy, from the admin API.
+// keygate's dashboard: the live flows, the requests held for an answer (network.ask)
+// with their Allow once / Allow always / Deny buttons, the refusals with their Allow
+// host / Deny buttons, the secrets' use counts and the effective policy, from the admin
+// API.
 //
 // SECURITY: hosts, paths, reasons and client names come from the traffic, which an
 // attacker may choose. The DOM is built with createElement and textContent only; no
@@ -10,6 +12,7 @@
 const MAX_FLOWS = 1000; // the server's ring holds as many
 const SECRETS_EVERY_MS = 5000;
 const POLICY_EVERY_MS = 15000;
+const APPROVALS_EVERY_MS = 1000; // a held request waits for network.ask_timeout
 
 const state = {
   flows: [], // newest first
@@ -18,6 +21,10 @@ const state = {
   resolved: new Map(), // host -> id of the newest flow when a rule was added for it
   secretNames: new Set(),
   pending: false,
+  approvals: new Map(), // id (string) -> its list item, oldest first
+  answered: new Set(), // ids answered here that the last GET may still have listed
+  approvalsBusy: false,
+  approvalsFailing: false,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -218,6 +225,119 @@ async function addRule(list, pattern, host, item) {
   refreshPolicy();
 }
 
+// ---- approvals ----
+
+async function refreshApprovals() {
+  // One GET at a time: answers arrive in the order they were asked.
+  if (state.approvalsBusy) return;
+  state.approvalsBusy = true;
+  try {
+    renderApprovals((await api("/api/approvals")) || {});
+    state.approvalsFailing = false;
+  } catch (e) {
+    // Said once, not every second.
+    if (!state.approvalsFailing) notice(`approvals: ${e.message}`);
+    state.approvalsFailing = true;
+  } finally {
+    state.approvalsBusy = false;
+  }
+}
+
+// Rows are added and removed, never rebuilt: a button under the pointer stays the same
+// node between two polls, and a row keeps its error until its request is gone.
+function renderApprovals(body) {
+  const pending = Array.isArray(body.pending) ? body.pending : [];
+  const listed = new Set();
+  const list = $("approval-list");
+  for (const held of pending) {
+    if (!held || typeof held.id !== "number") continue;
+    const id = String(held.id);
+    listed.add(id);
+    if (state.approvals.has(id) || state.answered.has(id)) continue;
+    const item = approvalItem(held);
+    state.approvals.set(id, item);
+    list.appendChild(item);
+  }
+  for (const [id, item] of state.approvals) {
+    if (listed.has(id)) continue;
+    item.remove();
+    state.approvals.delete(id);
+  }
+  // Ids are never reused: one the server no longer lists will not come back.
+  for (const id of state.answered) {
+    if (!listed.has(id)) state.answered.delete(id);
+  }
+  const empty = $("approvals-empty");
+  empty.textContent =
+    body.ask === false ? "Nothing is waiting (network.ask is off: refused requests are not held)." : "Nothing is waiting.";
+  if (typeof body.ask_timeout_secs === "number") empty.title = `a request is held up to ${body.ask_timeout_secs} s`;
+  empty.hidden = state.approvals.size > 0;
+}
+
+function approvalItem(held) {
+  const item = el("li", null, "approval");
+  item.dataset.id = String(held.id);
+  item.dataset.host = held.host || "";
+  const what = held.what || `${held.host}:${held.port}`;
+  item.appendChild(el("div", what, "what"));
+  const meta = el("div", null, "meta");
+  meta.appendChild(el("span", held.client, "client"));
+  const since = el("span", `since ${time(held.since)}`, "since");
+  since.title = String(held.since || "");
+  meta.appendChild(since);
+  item.appendChild(meta);
+  const actions = el("div", null, "actions");
+  const buttons = [
+    ["Allow once", "once", "approve-once allow", "let this request through, this once"],
+    ["Allow always", "always", "approve-always allow", `add ${held.allow || held.host} to network.allow`],
+    ["Deny", "deny", "approve-deny deny", "refuse this request"],
+  ];
+  for (const [label, decision, className, title] of buttons) {
+    const button = el("button", label, className);
+    button.type = "button";
+    button.title = title;
+    button.addEventListener("click", () => answerApproval(held, decision, item));
+    actions.appendChild(button);
+  }
+  item.appendChild(actions);
+  const problem = el("p", null, "approval-error");
+  problem.setAttribute("role", "alert");
+  problem.hidden = true;
+  item.appendChild(problem);
+  return item;
+}
+
+const ANSWERED = { once: "allowed once", always: "allowed always", deny: "denied" };
+
+async function answerApproval(held, decision, item) {
+  const id = String(held.id);
+  const buttons = item.querySelectorAll("button");
+  for (const button of buttons) button.disabled = true;
+  const problem = item.querySelector(".approval-error");
+  problem.hidden = true;
+  problem.textContent = "";
+  const what = held.what || held.host;
+  try {
+    await api(`/api/approvals/${encodeURIComponent(id)}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ decision }),
+    });
+    state.answered.add(id);
+    state.approvals.delete(id);
+    item.remove();
+    $("approvals-empty").hidden = state.approvals.size > 0;
+    notice(decision === "always" ? `${what}: added ${held.allow || held.host} to network.allow` : `${what}: ${ANSWERED[decision]}`);
+    if (decision === "always") refreshPolicy();
+  } catch (e) {
+    problem.textContent = `could not answer (${ANSWERED[decision]}): ${e.message}`;
+    problem.hidden = false;
+    notice(`${what}: ${e.message}`);
+    for (const button of buttons) button.disabled = false;
+  }
+  refreshApprovals();
+}
+
 // ---- secrets and policy ----
 
 function join(list) {
@@ -329,6 +449,8 @@ function start() {
   loadRecent();
   refreshSecrets();
   refreshPolicy();
+  refreshApprovals();
+  setInterval(refreshApprovals, APPROVALS_EVERY_MS);
   setInterval(refreshSecrets, SECRETS_EVERY_MS);
   setInterval(refreshPolicy, POLICY_EVERY_MS);
 }
