@@ -186,6 +186,11 @@ pub struct RunArgs {
     /// Also hidden inside the jail (repeatable)
     #[arg(long, value_name = "PATH")]
     pub hide: Vec<PathBuf>,
+    /// Ask on this terminal before a request to a host that is not allowed is refused:
+    /// allow once, allow always (written to keygate.yaml), or deny (network.ask for this
+    /// run; no answer within network.ask_timeout refuses it)
+    #[arg(long)]
+    pub ask: bool,
     /// Agent profile whose state stays writable: claude, codex, gemini
     /// [default: from the command's name]
     #[arg(long, value_name = "NAME", value_parser = ["claude", "codex", "gemini"])]

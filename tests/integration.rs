@@ -79,6 +79,8 @@ mod regression;
 mod reload;
 #[path = "integration/revocation.rs"]
 mod revocation;
+#[path = "integration/run_ask.rs"]
+mod run_ask;
 #[path = "integration/scrub.rs"]
 mod scrub;
 #[path = "integration/secret_list.rs"]

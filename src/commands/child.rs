@@ -36,6 +36,7 @@ pub(super) struct Forwarder {
     usr1: tokio::signal::unix::Signal,
     usr2: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    chld: tokio::signal::unix::Signal,
     /// Ctrl-C in a terminal already reaches the child (same foreground process group);
     /// forwarding it too would deliver it twice. Without a terminal, forward it.
     forward_int: bool,
@@ -52,21 +53,30 @@ impl Forwarder {
             usr1: signal(SignalKind::user_defined1())?,
             usr2: signal(SignalKind::user_defined2())?,
             int: signal(SignalKind::interrupt())?,
+            chld: signal(SignalKind::child())?,
             forward_int: !std::io::stdin().is_terminal(),
         })
     }
 
     /// Waits for `child`, passing signals to `target` (the jail's first process) or,
-    /// without one, to the child itself.
+    /// without one, to the child itself. With `terminal` (`run --ask`, the child a job
+    /// in its own process group), a Ctrl-Z that stops the child stops keygate too.
     pub(super) async fn wait(
         &mut self,
         child: &mut tokio::process::Child,
         target: Option<u32>,
+        terminal: Option<&super::ask::Terminal>,
     ) -> std::io::Result<ExitStatus> {
         let pid = target.or(child.id());
+        let direct = child.id();
         loop {
             tokio::select! {
                 status = child.wait() => return status,
+                _ = self.chld.recv(), if terminal.is_some() => {
+                    if let (Some(terminal), Some(direct)) = (terminal, direct) {
+                        terminal.on_child_signal(direct);
+                    }
+                }
                 _ = self.term.recv() => forward(pid, libc::SIGTERM),
                 _ = self.hup.recv() => forward(pid, libc::SIGHUP),
                 _ = self.quit.recv() => forward(pid, libc::SIGQUIT),
@@ -104,6 +114,7 @@ impl Forwarder {
         &mut self,
         child: &mut tokio::process::Child,
         _target: Option<u32>,
+        _terminal: Option<&()>,
     ) -> std::io::Result<ExitStatus> {
         child.wait().await
     }

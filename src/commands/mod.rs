@@ -1,6 +1,8 @@
 //! Command implementations: glue between the CLI and the library.
 
 mod admin;
+#[cfg(unix)]
+mod ask;
 mod audit;
 mod busy;
 mod ca;

@@ -20,9 +20,11 @@ use super::{Failure, load_config, load_registry, overrides};
 use crate::cli::RunArgs;
 
 pub fn run(home: &Home, mut args: RunArgs) -> Result<u8, Failure> {
-    let custom_policy = !args.policy.is_empty();
+    // Policy flags, or asking on this terminal: a private embedded proxy serves them.
+    let custom_policy = !args.policy.is_empty() || args.ask;
     let policy = std::mem::replace(&mut args.policy, empty_policy());
-    let config = load_config(home, overrides(None, policy))?;
+    #[cfg_attr(not(unix), allow(unused_mut))]
+    let mut config = load_config(home, overrides(None, policy))?;
     let bindings = load_registry(home)?
         .bindings()
         .map_err(|e| Failure::usage(anyhow!("{}: {e}", home.secrets_file().display())))?;
@@ -74,6 +76,10 @@ pub fn run(home: &Home, mut args: RunArgs) -> Result<u8, Failure> {
         )
         .into());
     }
+    #[cfg(unix)]
+    let terminal = super::session::asking(&args, &mut config);
+    #[cfg(not(unix))]
+    let terminal: Option<std::sync::Arc<()>> = None;
     let ca = super::ca::ensure_ca(home)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -103,6 +109,14 @@ pub fn run(home: &Home, mut args: RunArgs) -> Result<u8, Failure> {
             ),
             None => {
                 let mut embedded = Embedded::start(home, config, ca, secrets, true).await?;
+                #[cfg(unix)]
+                if let Some(terminal) = &terminal {
+                    tokio::spawn(super::ask::prompts(
+                        embedded.proxy.clone(),
+                        terminal.clone(),
+                        home.config_file(),
+                    ));
+                }
                 let printer = embedded.printer.take();
                 (embedded.addr, None, Some(embedded), printer)
             }
@@ -115,7 +129,7 @@ pub fn run(home: &Home, mut args: RunArgs) -> Result<u8, Failure> {
             &home.phantoms_dir(),
             &bindings,
         );
-        let status = spawn_and_wait(&args.command, &env, &leaking).await;
+        let status = spawn_and_wait(&args.command, &env, &leaking, terminal.as_deref()).await;
         if let Some(embedded) = embedded {
             embedded.stop().await;
         }
@@ -162,6 +176,9 @@ pub struct Embedded {
     audit: AuditLog,
     /// Prints the command's refusals (for the caller to take and finish), when asked.
     pub printer: Option<Printer>,
+    /// The proxy, for the terminal prompts of `--ask`.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub proxy: Arc<Proxy>,
 }
 
 impl Embedded {
@@ -194,10 +211,11 @@ impl Embedded {
             .build()
             .map_err(Failure::usage)?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn(proxy::run(proxy, listener, async {
+        let serving = tokio::spawn(proxy::run(proxy.clone(), listener, async {
             let _ = stopped.await;
         }));
         Ok(Embedded {
+            proxy,
             addr,
             stop,
             serving,
@@ -220,16 +238,23 @@ async fn spawn_and_wait(
     command: &[OsString],
     env: &agent::AgentEnv,
     remove: &[String],
+    #[cfg(unix)] terminal: Option<&super::ask::Terminal>,
+    #[cfg(not(unix))] terminal: Option<&()>,
 ) -> Result<u8, Failure> {
     let (program, rest) = command
         .split_first()
         .ok_or_else(|| Failure::usage(anyhow!("no command given")))?;
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(rest);
+    let mut std_cmd = std::process::Command::new(program);
+    std_cmd.args(rest);
     for name in remove.iter().chain(&env.unset) {
-        cmd.env_remove(name);
+        std_cmd.env_remove(name);
     }
-    cmd.envs(&env.set);
+    std_cmd.envs(&env.set);
+    #[cfg(unix)]
+    if let Some(terminal) = terminal {
+        terminal.prepare(&mut std_cmd);
+    }
+    let mut cmd = tokio::process::Command::from(std_cmd);
     let mut forwarder = Forwarder::install().context("installing signal handlers")?;
     let mut child = match cmd.spawn() {
         Ok(child) => child,
@@ -243,8 +268,12 @@ async fn spawn_and_wait(
             return Ok(code);
         }
     };
+    #[cfg(unix)]
+    if let (Some(terminal), Some(pid)) = (terminal, child.id()) {
+        terminal.hand_over(pid);
+    }
     let status = forwarder
-        .wait(&mut child, None)
+        .wait(&mut child, None, terminal)
         .await
         .context("waiting for the command")?;
     Ok(exit_code(status))

@@ -21,6 +21,7 @@ use keygate::proxy::{self, Proxy, SessionTag};
 use keygate::secrets::SecretSet;
 
 use super::Failure;
+use super::ask::Terminal;
 use super::child::{AUDIT_FLUSH_TIMEOUT, Forwarder, exit_code};
 use super::refusals::Printer;
 use crate::cli::RunArgs;
@@ -33,7 +34,7 @@ const INFO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs `args.command` jailed; returns its exit code.
 pub fn run(
     home: &Home,
-    config: Config,
+    mut config: Config,
     secrets: SecretSet,
     leaking: Vec<String>,
     args: RunArgs,
@@ -124,6 +125,7 @@ pub fn run(
         command: args.command.clone(),
     };
     let command_name = command_name(&args.command);
+    let terminal = asking(&args, &mut config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -155,6 +157,13 @@ pub fn run(
             builder = builder.refusal_ca(issuer);
         }
         let proxy = builder.build().map_err(Failure::usage)?;
+        if let Some(terminal) = &terminal {
+            tokio::spawn(super::ask::prompts(
+                proxy.clone(),
+                terminal.clone(),
+                home.config_file(),
+            ));
+        }
         let printer = Printer::from_tap(refusals);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let stopped = async {
@@ -168,13 +177,37 @@ pub fn run(
             "session {id}: jailing {command_name} with {}",
             engine.name()
         );
-        let status = spawn_jailed(engine.as_ref(), &plan).await;
+        let status = spawn_jailed(engine.as_ref(), &plan, terminal.as_deref()).await;
+        if let Some(terminal) = &terminal {
+            terminal.take_back();
+        }
         let _ = stop.send(());
         let _ = serving.await;
         audit.flush(AUDIT_FLUSH_TIMEOUT);
         printer.finish();
         status
     })
+}
+
+/// `--ask`: the terminal to ask on, with `network.ask` on for this run; none (with a
+/// warning) when keygate has no terminal. `network.ask: true` in keygate.yaml asks on
+/// the terminal too.
+pub(super) fn asking(args: &RunArgs, config: &mut Config) -> Option<Arc<Terminal>> {
+    if !args.ask && !config.ask {
+        return None;
+    }
+    let terminal = Terminal::open();
+    if terminal.is_none() && args.ask {
+        eprintln!(
+            "keygate: {}: standard input is not a terminal, so there is nobody to ask; requests to hosts that are not allowed are refused at once",
+            match args.ask {
+                true => "--ask",
+                false => "network.ask",
+            }
+        );
+    }
+    config.ask = terminal.is_some();
+    terminal
 }
 
 /// Where the session's proxy listens.
@@ -319,15 +352,22 @@ fn command_name(command: &[OsString]) -> String {
 
 /// Spawns the engine's command, learns the jail's first process from bubblewrap's info
 /// descriptor, forwards signals to it, and returns the exit code.
-async fn spawn_jailed(engine: &dyn jail::Engine, plan: &Plan) -> Result<u8, Failure> {
+async fn spawn_jailed(
+    engine: &dyn jail::Engine,
+    plan: &Plan,
+    terminal: Option<&Terminal>,
+) -> Result<u8, Failure> {
     // Only bubblewrap reports its first process; Seatbelt's command is the child itself.
     let info = match engine.listens_on_tcp() {
         true => None,
         false => Some(info_pipe().context("creating the jail's info pipe")?),
     };
-    let std_cmd = engine
+    let mut std_cmd = engine
         .command(plan, info.map(|(_, write)| write))
         .map_err(|e| Failure::from(anyhow!(e)))?;
+    if let Some(terminal) = terminal {
+        terminal.prepare(&mut std_cmd);
+    }
     let mut cmd = tokio::process::Command::from(std_cmd);
     cmd.kill_on_drop(true);
     let mut forwarder = Forwarder::install().context("installing signal handlers")?;
@@ -339,6 +379,9 @@ async fn spawn_jailed(engine: &dyn jail::Engine, plan: &Plan) -> Result<u8, Fail
         }
     }
     let mut child = spawned.with_context(|| format!("starting {}", engine.name()))?;
+    if let (Some(terminal), Some(pid)) = (terminal, child.id()) {
+        terminal.hand_over(pid);
+    }
     let first = match info {
         Some((read, _)) => tokio::time::timeout(
             INFO_TIMEOUT,
@@ -351,7 +394,7 @@ async fn spawn_jailed(engine: &dyn jail::Engine, plan: &Plan) -> Result<u8, Fail
         None => None,
     };
     let status = forwarder
-        .wait(&mut child, first)
+        .wait(&mut child, first, terminal)
         .await
         .context("waiting for the jailed command")?;
     // No first process reported and a failure: the jail itself could not be built (the

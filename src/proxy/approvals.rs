@@ -5,7 +5,7 @@
 //! `ask`. Only refusals an allow rule would lift are asked about (never a `deny` rule,
 //! never a private address).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -64,10 +64,25 @@ struct Held {
 }
 
 /// The requests held for an answer.
-#[derive(Default)]
 pub struct Approvals {
     next: AtomicU64,
     held: Mutex<BTreeMap<u64, Held>>,
+    /// Bumped whenever a request is held, for whoever asks (a terminal prompt).
+    changes: tokio::sync::watch::Sender<u64>,
+    /// Patterns a human allowed "always" in this process, when nothing reloads the
+    /// policy (a `keygate run` session's terminal prompt): not asked again.
+    remembered: Mutex<BTreeSet<String>>,
+}
+
+impl Default for Approvals {
+    fn default() -> Approvals {
+        Approvals {
+            next: AtomicU64::new(0),
+            held: Mutex::default(),
+            changes: tokio::sync::watch::Sender::new(0),
+            remembered: Mutex::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Approvals {
@@ -108,6 +123,25 @@ impl Approvals {
         }
     }
 
+    /// Whether request `id` is still waiting for an answer.
+    pub fn is_held(&self, id: u64) -> bool {
+        self.lock().contains_key(&id)
+    }
+
+    /// Wakes whenever a request is held.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Requests an allow rule `pattern` would lift are approved without asking from now
+    /// on (for a proxy whose policy is not reloaded with the rule).
+    pub fn remember(&self, pattern: &str) {
+        self.remembered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(pattern.to_string());
+    }
+
     /// The pattern "allow always" would add for held request `id`.
     pub fn allow_pattern(&self, id: u64) -> Option<String> {
         self.lock().get(&id).map(|h| h.pending.allow.clone())
@@ -130,6 +164,16 @@ impl Approvals {
         let Some(allow) = refusal.allow.clone().filter(|_| ask) else {
             return Err(refusal);
         };
+        if self
+            .remembered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&allow)
+        {
+            return Ok(Allowed::Approved(
+                "approved (always) when asked earlier".into(),
+            ));
+        }
         let (tx, rx) = oneshot::channel();
         let id = {
             let mut held = self.lock();
@@ -160,6 +204,7 @@ impl Approvals {
             );
             id
         };
+        self.changes.send_modify(|n| *n += 1);
         let _release = Release {
             approvals: self,
             id,
@@ -250,5 +295,15 @@ mod tests {
             .await
             .unwrap_err();
         assert!(!refused.reason.contains("asked"));
+        // Remembered ("always" on a terminal): approved without holding or asking.
+        let changes = approvals.subscribe();
+        approvals.remember("ask.example.com");
+        let r = refusal(&host);
+        let allowed = approvals
+            .decide(true, Duration::from_secs(10), "c", &host, 443, "x", r)
+            .await
+            .unwrap();
+        assert!(allowed.to_string().contains("when asked earlier"));
+        assert!(!changes.has_changed().unwrap(), "nothing was held");
     }
 }

@@ -43,7 +43,7 @@ const PYTHON: &str = "/usr/bin/python3";
 /// True when bwrap runs here with every namespace; else prints why the test skips, or
 /// fails when `KEYGATE_TEST_JAIL=1` (scripts/test sets it once its preflight found a
 /// bubblewrap that runs) says the jail must be there.
-fn jail_available() -> bool {
+pub(crate) fn jail_available() -> bool {
     let available = jail_runs();
     if !available && std::env::var("KEYGATE_TEST_JAIL").is_ok_and(|v| v == "1") {
         panic!("KEYGATE_TEST_JAIL=1 but the jail cannot run here (see the line above)");
