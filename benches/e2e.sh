@@ -10,16 +10,22 @@
 #   benches/e2e.sh --profile  perf profile of keygate under the c=32 intercepted load
 #                             (the release build with line tables: cargo --profile profiling)
 #   benches/e2e.sh --memory   keygate's RSS figures only (idle, per idle connection)
+#   benches/e2e.sh --metrics-cost
+#                             what /metrics costs (issue 16): two keygates side by side,
+#                             admin.metrics on and off, c=32 keep-alive small requests
+#                             through each in alternating order, E2E_ROUNDS (5) rounds of
+#                             E2E_DURATION (4s); keygate's CPU per request and req/s
+#                             (release build; hey unless oha is installed)
 #   benches/e2e.sh --install  only install what the chosen mode needs (CI runs this while
 #                             the machine's proxy settings still apply, pip may need them)
 #
 # Installs what it needs, once and idempotently: python3, curl, hey (apt-get, when
 # missing), oha (cargo install into benches/.tools: minutes, so a smoke run uses hey
 # unless oha is already there), mitmproxy (pip into benches/.venv).
-# Environment: E2E_DURATION per load run (full: 5s), E2E_ROUNDS (full: 3),
-# E2E_LOADGEN=oha|hey, E2E_RELEASE=1 (release build for --smoke too),
-# E2E_UPSTREAM_THREADS (1), E2E_KEYGATE_WORKERS (keygate's tokio worker threads, given
-# to keygate alone as TOKIO_WORKER_THREADS; default: one per core),
+# Environment: E2E_DURATION per load run (full: 5s; --metrics-cost: 4s), E2E_ROUNDS
+# (full: 3; --metrics-cost: 5), E2E_LOADGEN=oha|hey, E2E_RELEASE=1 (release build for
+# --smoke too), E2E_UPSTREAM_THREADS (1), E2E_KEYGATE_WORKERS (keygate's tokio worker
+# threads, given to keygate alone as TOKIO_WORKER_THREADS; default: one per core),
 # E2E_OUT (the table; default target/e2e/latest.md),
 # MITMPROXY_SPEC (pip requirement for mitmproxy), E2E_PROFILE_LOAD=small|down|up (the
 # load --profile samples: c=32 small requests, or 1 MiB responses or uploads).
@@ -32,12 +38,13 @@ case "${1:-}" in
   --profile) MODE=profile ;;
   --install) MODE=install ;;
   --memory) MODE=memory ;;
+  --metrics-cost) MODE=metrics ;;
   -h | --help)
-    sed -n '2,24p' "$0"
+    sed -n '2,31p' "$0"
     exit 0
     ;;
   *)
-    echo "usage: $0 [--smoke | --profile | --memory | --install]" >&2
+    echo "usage: $0 [--smoke | --profile | --memory | --metrics-cost | --install]" >&2
     exit 2
     ;;
 esac
@@ -72,6 +79,8 @@ elif [ "$MODE" = profile ]; then
   RELEASE=1 ROUNDS=1 DURATION="${E2E_DURATION:-10s}" WARMUP_N=500
 elif [ "$MODE" = memory ]; then
   RELEASE=1 IDLE_N=1000
+elif [ "$MODE" = metrics ]; then
+  RELEASE=1 ROUNDS="${E2E_ROUNDS:-5}" DURATION="${E2E_DURATION:-4s}" WARMUP_N=500
 else
   RELEASE="${E2E_RELEASE:-0}" ROUNDS=1 DURATION=""
   SSE_N=3 SSE_HOLD_MS=5 IDLE_N=20 WARMUP_N=4
@@ -106,7 +115,8 @@ ensure_tools() {
     log "installing oha $OHA_VERSION into benches/.tools (cargo install, once)"
     cargo install --quiet --locked --root "$BENCH/.tools" --version "$OHA_VERSION" oha
   fi
-  if [ ! -x "$VENV/bin/mitmdump" ]; then
+  # --metrics-cost runs keygate alone: no mitmdump.
+  if [ "$MODE" != metrics ] && [ ! -x "$VENV/bin/mitmdump" ]; then
     log "installing $MITMPROXY_SPEC into benches/.venv (pip, once)"
     rm -rf "$VENV"
     if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
@@ -147,16 +157,19 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/keygate-e2e.XXXXXX")"
 TSV="$WORK/results.tsv"
 SECRET="e2e-bench-$$"
 PIDS=()
-REGISTERED=0
+# HOME=SECRET of every secret put in the keyring, for the cleanup (keyutils names an
+# entry by the secret's name alone, so each keygate home gets a name of its own).
+REGISTERED=()
 
 cleanup() {
   local status=$?
   local pid
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ "$REGISTERED" = 1 ]; then
-    KEYGATE_HOME="$WORK/home" KEYGATE_KEYRING=keyutils "$KEYGATE" secret rm "$SECRET" >/dev/null 2>&1 || true
-  fi
+  local entry
+  for entry in "${REGISTERED[@]}"; do
+    KEYGATE_HOME="${entry%%=*}" KEYGATE_KEYRING=keyutils "$KEYGATE" secret rm "${entry#*=}" >/dev/null 2>&1 || true
+  done
   if [ "$status" != 0 ]; then
     local f
     for f in "$WORK"/*.log; do
@@ -206,11 +219,20 @@ start_upstream() {
   wait_for upstream "$UP_PID" grep -q "listening on" "$WORK/upstream.log"
 }
 
+# start_keygate [NAME [KEYGATE_YAML]]: keygate in $WORK/home (or $WORK/home-NAME, with
+# KEYGATE_YAML as its keygate.yaml, and its own secret $SECRET-NAME); sets KEYGATE_HOME,
+# DUMMY, KG_PORT and KG_PID, and remembers them under NAME for use_keygate.
 start_keygate() {
-  export KEYGATE_HOME="$WORK/home" KEYGATE_KEYRING=keyutils
-  DUMMY="$(V="$REAL" "$KEYGATE" secret add "$SECRET" --host "bench.test:$UP_PORT" \
-    --header x-api-key --from-env V 2>"$WORK/secret.log" | tail -n1)"
-  REGISTERED=1
+  local name=${1:-} yaml=${2:-}
+  local secret="$SECRET${name:+-$name}" log="$WORK/keygate${name:+-$name}.log"
+  export KEYGATE_HOME="$WORK/home${name:+-$name}" KEYGATE_KEYRING=keyutils
+  if [ -n "$yaml" ]; then
+    mkdir -p "$KEYGATE_HOME"
+    printf '%s\n' "$yaml" >"$KEYGATE_HOME/keygate.yaml"
+  fi
+  REGISTERED+=("$KEYGATE_HOME=$secret")
+  DUMMY="$(V="$REAL" "$KEYGATE" secret add "$secret" --host "bench.test:$UP_PORT" \
+    --header x-api-key --from-env V 2>"$WORK/secret${name:+-$name}.log" | tail -n1)"
   [ -n "$DUMMY" ] || die "keygate secret add printed no dummy"
   KG_PORT="$("$HELPER" free-port)"
   local workers=()
@@ -218,10 +240,17 @@ start_keygate() {
   "${workers[@]}" "$KEYGATE" start --listen "127.0.0.1:$KG_PORT" --mode custom --allow "tunnel.test:$UP_PORT" \
     --resolve "bench.test:$UP_PORT=127.0.0.1:$UP_PORT" \
     --resolve "tunnel.test:$UP_PORT=127.0.0.1:$UP_PORT" \
-    --upstream-ca "$WORK/pki/root.pem" 2>"$WORK/keygate.log" &
+    --upstream-ca "$WORK/pki/root.pem" 2>"$log" &
   KG_PID=$!
   PIDS+=("$KG_PID")
-  wait_for keygate "$KG_PID" grep -q "keygate listening on" "$WORK/keygate.log"
+  wait_for keygate "$KG_PID" grep -q "keygate listening on" "$log"
+  if [ -n "$name" ]; then KEYGATES[$name]="$KEYGATE_HOME $DUMMY $KG_PORT $KG_PID"; fi
+}
+declare -A KEYGATES=()
+
+# use_keygate NAME: the keygate start_keygate NAME started is the one loads go through.
+use_keygate() {
+  read -r KEYGATE_HOME DUMMY KG_PORT KG_PID <<<"${KEYGATES[$1]}"
 }
 
 start_mitmdump() {
@@ -400,15 +429,19 @@ machine() {
     "$(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)" "$(uname -r)"
   local loadgen="oha $OHA_VERSION"
   if [ "$LOADGEN" = hey ]; then loadgen="hey $(dpkg-query -W -f '${Version}' hey 2>/dev/null || true)"; fi
-  printf -- '- keygate %s (%s build), upstream: benches/e2e upstream (%s thread), load: %s, %s\n' \
+  local mitmdump=""
+  if [ "$MODE" != metrics ]; then mitmdump=", $("$VENV/bin/mitmdump" --version 2>/dev/null | head -n1)"; fi
+  printf -- '- keygate %s (%s build), upstream: benches/e2e upstream (%s thread), load: %s%s\n' \
     "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \
     "$(if [ "$MODE" = profile ]; then echo profiling; elif [ "$RELEASE" = 1 ]; then echo release; else echo debug; fi)" "$UPSTREAM_THREADS" "$loadgen" \
-    "$("$VENV/bin/mitmdump" --version 2>/dev/null | head -n1)"
+    "$mitmdump"
   if [ -n "${E2E_KEYGATE_WORKERS:-}" ]; then
     printf -- '- keygate runs with %s tokio worker thread(s) (E2E_KEYGATE_WORKERS)\n' "$E2E_KEYGATE_WORKERS"
   fi
   if [ "$MODE" = full ]; then
     printf -- '- %s rounds of %s per load run; cells: median ±half the range of the rounds\n' "$ROUNDS" "$DURATION"
+  elif [ "$MODE" = metrics ]; then
+    printf -- '- %s rounds of %s of c=32 keep-alive GET /small (intercepted, swapped) through each of two keygates side by side (admin.metrics on / off; the order alternates each round); cells: median ±half the range of the rounds\n' "$ROUNDS" "$DURATION"
   elif [ "$MODE" = profile ]; then
     printf -- '- profile: perf record -F 499 --call-graph dwarf of keygate during %s of c=32 keep-alive\n' "$DURATION"
   else
@@ -458,6 +491,66 @@ profile() {
   log "profile written to ${OUT%.md}-profile.md (perf report -i ${OUT%.md}-perf.data for more)"
 }
 
+# --metrics-cost: the same c=32 keep-alive small-request load as rps_c32 through two
+# keygates that differ only in admin.metrics, ROUNDS times, alternating which goes
+# first to cancel the machine's drift; keygate's CPU per request and req/s of each.
+metrics_cost() {
+  start_keygate on ""
+  start_keygate off $'admin:\n  metrics: false'
+  cat "$WORK/pki/root.pem" "$WORK/home-on/ca/keygate-ca.pem" "$WORK/home-off/ca/keygate-ca.pem" >"$BUNDLE"
+  # Both swap; /metrics answers on the admin socket of the one that counts, 404 on the
+  # other's.
+  local which want got
+  for which in on off; do
+    use_keygate "$which"
+    check_swap intercept real
+    want=200
+    if [ "$which" = off ]; then want=404; fi
+    got="$(curl -sS --noproxy '' --unix-socket "$KEYGATE_HOME/admin.sock" -o /dev/null -w '%{http_code}' http://keygate/metrics)" ||
+      die "curl to the admin socket of keygate (metrics $which) failed"
+    [ "$got" = "$want" ] || die "keygate (metrics $which): /metrics answered $got, expected $want"
+  done
+  : >"$WORK/load.txt"
+  route intercept
+  for which in on off; do
+    use_keygate "$which"
+    log "warm-up through keygate (metrics $which)"
+    load intercept warmup "$WARMUP_N" -c 4 "$URL/small"
+  done
+  local round order file value count proxy_s
+  for round in $(seq 1 "$ROUNDS"); do
+    order=(on off)
+    if [ $((round % 2)) = 0 ]; then order=(off on); fi
+    log "round $round/$ROUNDS: ${order[*]} (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+    printf '%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/load.txt"
+    for which in "${order[@]}"; do
+      use_keygate "$which"
+      file="metrics-$which-rps_c32-$round"
+      load intercept "$file" 64 -c 32 "$URL/small"
+      value="$(report "$LOADGEN" "$WORK/$file.out" rps)" ||
+        die "keygate (metrics $which): not every request succeeded"
+      record "metrics-$which" rps_c32 "$round" "$value"
+      count="$(report "$LOADGEN" "$WORK/$file.out" count)"
+      proxy_s="$(awk '$1 == "proxy" { print $2 }' "$WORK/$file.cpu")"
+      record "metrics-$which" cpu_us "$round" "$(awk -v s="$proxy_s" -v n="$count" 'BEGIN { print s / n * 1e6 }')"
+    done
+  done
+  for which in on off; do
+    if grep -qF "$REAL" "$WORK/keygate-$which.log" "$WORK/home-$which/audit.jsonl"; then
+      die "the real value appears in keygate's log or audit log (metrics $which)"
+    fi
+  done
+  mkdir -p "$(dirname "$OUT")"
+  local out="${OUT%.md}-metrics-cost.md"
+  {
+    machine
+    echo
+    report metrics-cost "$TSV"
+  } >"$out"
+  cat "$out"
+  log "table written to $out"
+}
+
 main() {
   if [ "$MODE" = install ]; then
     ensure_tools
@@ -470,8 +563,13 @@ main() {
   "$HELPER" pki --out "$WORK/pki" --name bench.test --name tunnel.test
   head -c 1048576 /dev/zero >"$WORK/1mib.bin"
   start_upstream
-  start_keygate
   BUNDLE="$WORK/bundle.pem"
+  if [ "$MODE" = metrics ]; then
+    metrics_cost
+    log "done in $((SECONDS - started)) s"
+    return
+  fi
+  start_keygate
   if [ "$MODE" = profile ]; then
     cat "$WORK/pki/root.pem" "$KEYGATE_HOME/ca/keygate-ca.pem" >"$BUNDLE"
     profile

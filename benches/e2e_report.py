@@ -8,6 +8,8 @@
     e2e_report.py table TSV        the markdown table (median of the rounds, spread,
                                    ratios to direct and to mitmdump, targets)
     e2e_report.py cpu TSV          CPU time per request of each process, per scenario
+    e2e_report.py metrics-cost TSV keygate with admin.metrics on vs off (--metrics-cost):
+                                   CPU per request and req/s, and their differences
 
 The TSV has one line per measurement: scenario, figure, round, value.
 """
@@ -202,9 +204,44 @@ def cpu(tsv):
             print(f"| {label}: **all three** | " + " | ".join(cells) + " |")
 
 
+def percent(a, b):
+    return f"{(a - b) / b * 100:+.1f}%"
+
+
+def metrics_cost(tsv):
+    """admin.metrics on vs off: the medians of the rounds, the difference of the medians,
+    and each round's own difference (the two runs of a round are adjacent in time, so
+    the machine's drift mostly cancels in them)."""
+    values = load(tsv)
+    rows = [
+        ("cpu_us", "keygate CPU per request (µs)", "{:.1f}"),
+        ("rps_c32", "c=32 keep-alive (req/s)", "{:,.0f}"),
+    ]
+    print("| c=32 keep-alive GET /small, intercepted | metrics on | metrics off | on vs off (medians) |")
+    print("|---|---:|---:|---:|")
+    paired = []
+    for figure, label, fmt in rows:
+        on = values.get(("metrics-on", figure), [])
+        off = values.get(("metrics-off", figure), [])
+        on_text, on_median = cell(on, fmt)
+        off_text, off_median = cell(off, fmt)
+        diff = percent(on_median, off_median) if on_median is not None and off_median else "—"
+        print(f"| {label} | {on_text} | {off_text} | {diff} |")
+        rounds = [percent(a, b) for a, b in zip(on, off) if b]
+        median = statistics.median([(a - b) / b * 100 for a, b in zip(on, off) if b]) if rounds else None
+        if rounds:
+            paired.append(f"{label}: {', '.join(rounds)} (median {median:+.1f}%)")
+    print()
+    print("On vs off within each round:")
+    print()
+    for line in paired:
+        print(f"- {line}")
+
+
 def main():
     command, *args = sys.argv[1:]
-    {"oha": oha, "hey": hey, "json": one_json, "table": table, "cpu": cpu}[command](*args)
+    {"oha": oha, "hey": hey, "json": one_json, "table": table, "cpu": cpu,
+     "metrics-cost": metrics_cost}[command](*args)
 
 
 if __name__ == "__main__":
