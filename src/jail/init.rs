@@ -46,6 +46,9 @@ pub fn run(args: InitArgs) -> Result<u8, String> {
     #[cfg(target_os = "linux")]
     join_fresh_session_keyring()
         .map_err(|e| format!("cannot join a fresh session keyring: {e}"))?;
+    #[cfg(target_os = "linux")]
+    super::seccomp::install()
+        .map_err(|e| format!("cannot install the jail's seccomp filter (no TIOCSTI): {e}"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

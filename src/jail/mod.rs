@@ -16,6 +16,8 @@ pub mod paths;
 #[cfg(unix)]
 pub mod relay;
 pub mod seatbelt;
+#[cfg(target_os = "linux")]
+pub mod seccomp;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

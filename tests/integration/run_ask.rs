@@ -271,3 +271,52 @@ fn without_a_terminal_nothing_is_held() {
     assert!(audit.contains("not-allowed"), "{audit}");
     assert!(!audit.contains("asked"), "{audit}");
 }
+
+/// The jail's seccomp filter: a jailed command that shares keygate's terminal cannot
+/// push keys into it (TIOCSTI), so it can neither answer `--ask`'s prompt itself nor
+/// type into the user's shell after keygate exits. Unjailed, the same call works where
+/// the kernel still allows it (`dev.tty.legacy_tiocsti`): the probe is not merely broken.
+#[test]
+fn a_jailed_command_cannot_push_keys_into_the_terminal() {
+    if !ready() || !crate::jail::jail_available() {
+        return;
+    }
+    let home = home("20s");
+    let probe = "import fcntl, termios\ntry:\n    fcntl.ioctl(0, termios.TIOCSTI, b'x'); print('tiocsti=' + 'injected')\nexcept OSError as e:\n    print('tiocsti=' + type(e).__name__)\n";
+    let keygate = env!("CARGO_BIN_EXE_keygate");
+    let home_arg = home.path().to_str().unwrap();
+    let (out, code, _) = on_terminal(
+        &[],
+        &[
+            keygate,
+            "--home",
+            home_arg,
+            "run",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            probe,
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("tiocsti=PermissionError"), "{out}");
+    let legacy =
+        std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti").is_ok_and(|v| v.trim() == "1");
+    if legacy {
+        let (out, _, _) = on_terminal(
+            &[],
+            &[
+                keygate,
+                "--home",
+                home_arg,
+                "run",
+                "--no-jail",
+                "--",
+                "/usr/bin/python3",
+                "-c",
+                probe,
+            ],
+        );
+        assert!(out.contains("tiocsti=injected"), "{out}");
+    }
+}
