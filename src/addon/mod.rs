@@ -58,7 +58,8 @@ pub struct FlowContext {
     /// True on a TLS connection keygate terminated; false for plain HTTP (which never
     /// gets a secret).
     pub intercepted: bool,
-    /// Every registered secret.
+    /// Every registered secret (set once, by [`FlowContext::new`]: the bound secrets
+    /// are found from it then).
     pub secrets: Arc<SecretSet>,
     /// Names of the secrets swapped into this request.
     pub swapped: Vec<String>,
@@ -72,6 +73,8 @@ pub struct FlowContext {
     /// github-app, google), by secret name: what the swap puts in place of their
     /// phantoms. Filled by the exchange before the pipeline runs.
     pub minted: Vec<(String, SecretValue)>,
+    /// The secrets bound to `host:port`, found once per request (every hook asks).
+    bound: Arc<[Arc<Binding>]>,
 }
 
 /// `(sent, original)` byte strings of one request (see [`FlowContext::sent`]). What was
@@ -94,12 +97,14 @@ impl FlowContext {
         intercepted: bool,
         secrets: Arc<SecretSet>,
     ) -> FlowContext {
+        let bound = secrets.bound_to(&host, port).cloned().collect();
         FlowContext {
             client,
             host,
             port,
             intercepted,
             secrets,
+            bound,
             swapped: Vec::new(),
             tripped: None,
             sent: Sent::default(),
@@ -145,12 +150,9 @@ impl FlowContext {
         }
     }
 
-    /// The secrets bound to this flow's host.
-    pub fn bound(&self) -> Vec<Arc<Binding>> {
-        self.secrets
-            .bound_to(&self.host, self.port)
-            .cloned()
-            .collect()
+    /// The secrets bound to this flow's host (shared: no copy per call).
+    pub fn bound(&self) -> Arc<[Arc<Binding>]> {
+        self.bound.clone()
     }
 }
 

@@ -22,7 +22,7 @@ impl Addon for LeastPrivilege {
         flow: &mut FlowContext,
         req: &mut http::request::Parts,
     ) -> Result<(), Refuse> {
-        for binding in flow.bound() {
+        for binding in flow.bound().iter() {
             // Most secrets have no limits: the cheap check first.
             if binding.permits(&req.method, req.uri.path()) {
                 continue;

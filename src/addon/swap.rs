@@ -7,7 +7,7 @@ use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use percent_encoding::utf8_percent_encode;
 
-use super::inspect::{basic_credentials, in_headers, in_query, in_value};
+use super::inspect::{basic_credentials, in_query, in_value};
 use super::{Addon, FlowContext, Refuse};
 use crate::secrets::Binding;
 use crate::secrets::kind::Kind;
@@ -30,27 +30,41 @@ impl Addon for Swap {
         if !flow.intercepted {
             return Ok(());
         }
-        for binding in flow.bound() {
+        let secrets = flow.secrets.clone();
+        for binding in flow.bound().iter() {
             // An AWS secret's phantoms are a signature's inputs: the exchange re-signs
             // the request (credentials::sigv4), nothing is swapped in place.
             if matches!(binding.kind, Kind::Aws(_)) {
                 continue;
             }
+            // The set's prebuilt searcher for the dummy (one per configuration).
+            let built;
+            let finder = match secrets.dummy_finder(binding) {
+                Some(finder) => finder,
+                None => {
+                    built = memchr::memmem::Finder::new(binding.dummy.as_bytes());
+                    &built
+                }
+            };
             let in_query = binding.query && in_query(&req.uri, &binding.dummy);
-            if !in_headers(&req.headers, &binding.dummy) && !in_query {
+            let in_headers = req.headers.values().any(|v| in_value(finder, v));
+            if !in_headers && !in_query {
                 continue;
             }
             let real = flow
-                .value_for(&binding)
-                .ok_or_else(|| missing(&binding))?
+                .value_for(binding)
+                .ok_or_else(|| missing(binding))?
                 .clone();
-            record_basic(flow, &req.headers, &binding.dummy, real.expose());
-            swap_headers(
-                &mut req.headers,
-                &binding.header,
-                &binding.dummy,
-                real.expose(),
-            );
+            if in_headers {
+                record_basic(flow, &req.headers, &binding.dummy, real.expose());
+                swap_headers_with(
+                    finder,
+                    &mut req.headers,
+                    &binding.header,
+                    &binding.dummy,
+                    real.expose(),
+                );
+            }
             if in_query {
                 req.uri = swap_query(&req.uri, &binding.dummy, real.expose());
             }
@@ -103,11 +117,31 @@ fn missing(binding: &Binding) -> Refuse {
 
 /// The value with the dummy replaced, or `None` when it holds no dummy.
 fn swap_value(value: &HeaderValue, dummy: &str, real: &str) -> Option<HeaderValue> {
+    swap_value_with(
+        &memchr::memmem::Finder::new(dummy.as_bytes()),
+        value,
+        dummy,
+        real,
+    )
+}
+
+/// [`swap_value`] with a prebuilt searcher for `dummy`.
+fn swap_value_with(
+    finder: &memchr::memmem::Finder<'_>,
+    value: &HeaderValue,
+    dummy: &str,
+    real: &str,
+) -> Option<HeaderValue> {
     // On the bytes: a value with obs-text (bytes >= 0x80) is no &str but may hold the
     // dummy all the same (found by fuzz/swap).
     let bytes = value.as_bytes();
-    if memchr::memmem::find(bytes, dummy.as_bytes()).is_some() {
-        return sensitive(&replace_bytes(bytes, dummy.as_bytes(), real.as_bytes()));
+    if finder.find(bytes).is_some() {
+        return sensitive(&replace_bytes(
+            finder,
+            bytes,
+            dummy.as_bytes(),
+            real.as_bytes(),
+        ));
     }
     let credentials = basic_credentials(value).filter(|c| c.contains(dummy))?;
     let encoded =
@@ -116,10 +150,15 @@ fn swap_value(value: &HeaderValue, dummy: &str, real: &str) -> Option<HeaderValu
 }
 
 /// `haystack` with every (non-overlapping) `needle` replaced by `with`.
-fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+fn replace_bytes(
+    finder: &memchr::memmem::Finder<'_>,
+    haystack: &[u8],
+    needle: &[u8],
+    with: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(haystack.len() + with.len());
     let mut last = 0;
-    for at in memchr::memmem::find_iter(haystack, needle) {
+    for at in finder.find_iter(haystack) {
         out.extend_from_slice(&haystack[last..at]);
         out.extend_from_slice(with);
         last = at + needle.len();
@@ -145,18 +184,31 @@ fn is_credential_header(name: &HeaderName, secret_header: &HeaderName) -> bool {
 /// becomes the only value; in any other header (e.g. split `cookie` headers) the other
 /// values are kept as they are.
 pub fn swap_headers(headers: &mut HeaderMap, secret_header: &HeaderName, dummy: &str, real: &str) {
-    // Only the headers that hold the dummy are rebuilt (usually one of a dozen or more).
     let finder = memchr::memmem::Finder::new(dummy.as_bytes());
+    swap_headers_with(&finder, headers, secret_header, dummy, real);
+}
+
+/// [`swap_headers`] with a prebuilt searcher for `dummy`.
+fn swap_headers_with(
+    finder: &memchr::memmem::Finder<'_>,
+    headers: &mut HeaderMap,
+    secret_header: &HeaderName,
+    dummy: &str,
+    real: &str,
+) {
+    // Only the headers that hold the dummy are rebuilt (usually one of a dozen or more).
     let mut names: Vec<HeaderName> = Vec::new();
     for (name, value) in headers.iter() {
-        if !names.contains(name) && in_value(&finder, value) {
+        if !names.contains(name) && in_value(finder, value) {
             names.push(name.clone());
         }
     }
     for name in names {
         let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
-        let swapped: Vec<Option<HeaderValue>> =
-            values.iter().map(|v| swap_value(v, dummy, real)).collect();
+        let swapped: Vec<Option<HeaderValue>> = values
+            .iter()
+            .map(|v| swap_value_with(finder, v, dummy, real))
+            .collect();
         let Some(first) = swapped.iter().flatten().next().cloned() else {
             continue;
         };

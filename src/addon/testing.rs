@@ -56,9 +56,14 @@ pub fn request(uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
 /// A flow on a session's listener: `bindings` with phantoms for dummies (their static
 /// dummies retired).
 pub fn session_flow_to(host: &str, bindings: Vec<Binding>, intercepted: bool) -> FlowContext {
-    let mut flow = flow_to(host, bindings, intercepted);
-    flow.secrets = Arc::new(flow.secrets.session().unwrap());
-    flow
+    let port = if intercepted { 443 } else { 80 };
+    FlowContext::new(
+        "test".into(),
+        Host::parse(host).unwrap(),
+        port,
+        intercepted,
+        Arc::new(SecretSet::new(bindings).session().unwrap()),
+    )
 }
 
 /// The dummy of the flow's first secret (its phantom, in a session).

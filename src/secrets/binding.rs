@@ -191,6 +191,8 @@ pub struct SecretSet {
     /// Every dummy, each "replaced" by its secret's name, compiled once per set: the
     /// body tripwire's searcher.
     pub(super) dummy_names: Option<Arc<Reflections>>,
+    /// A prebuilt searcher for `bindings[i]`'s dummy (the swap's, per request).
+    finders: Vec<memchr::memmem::Finder<'static>>,
 }
 
 /// The searcher behind [`SecretSet::alarm_in`].
@@ -298,7 +300,12 @@ impl SecretSet {
             .map(|(i, p)| (p.as_bytes(), bindings[*i].name.as_bytes()))
             .collect();
         let dummy_names = Reflections::exact(&named).map(Arc::new);
+        let finders = bindings
+            .iter()
+            .map(|b| memchr::memmem::Finder::new(b.dummy.as_bytes()).into_owned())
+            .collect();
         SecretSet {
+            finders,
             reflections,
             dummy_names,
             bindings: bindings.into_iter().map(Arc::new).collect(),
@@ -497,6 +504,15 @@ impl SecretSet {
         self.bindings
             .iter()
             .filter(move |b| b.is_bound_to(host, port))
+    }
+
+    /// A prebuilt searcher for `binding`'s dummy, when `binding` is one of this set's.
+    pub fn dummy_finder(&self, binding: &Binding) -> Option<&memchr::memmem::Finder<'static>> {
+        let i = self
+            .bindings
+            .iter()
+            .position(|b| std::ptr::eq(b.as_ref(), binding))?;
+        self.finders.get(i)
     }
 
     /// True when some secret is bound to `host:port` (such hosts are intercepted).

@@ -66,7 +66,7 @@ pub async fn mint(
     if !creds.any_minted() {
         return Ok(());
     }
-    for binding in flow.bound() {
+    for binding in flow.bound().iter() {
         if !binding.kind.is_minted() || binding.real.is_none() {
             continue;
         }
@@ -166,7 +166,7 @@ pub fn token_endpoint_of<'a>(
     if parts.method != Method::POST || !creds.any_minted() {
         return None;
     }
-    flow.bound().into_iter().find_map(|b| {
+    flow.bound().iter().find_map(|b| {
         if !matches!(b.kind, Kind::Google(_)) {
             return None;
         }
@@ -176,7 +176,8 @@ pub fn token_endpoint_of<'a>(
             .host()
             .is_some_and(|h| h.eq_ignore_ascii_case(&flow.host.to_string()));
         let same_port = uri.port_u16().unwrap_or(443) == flow.port;
-        (same_host && same_port && uri.path() == parts.uri.path()).then_some((b, &**account))
+        (same_host && same_port && uri.path() == parts.uri.path())
+            .then_some((b.clone(), &**account))
     })
 }
 
@@ -300,8 +301,9 @@ pub async fn resign_aws(
     }
     let aws: Vec<_> = flow
         .bound()
-        .into_iter()
+        .iter()
         .filter(|b| matches!(b.kind, Kind::Aws(_)))
+        .cloned()
         .collect();
     let pass = |body| Ok(Resigned { body, secret: None });
     if aws.is_empty() {
