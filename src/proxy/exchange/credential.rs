@@ -70,8 +70,8 @@ pub async fn mint(
         if !binding.kind.is_minted() || binding.real.is_none() {
             continue;
         }
-        let self_signed = !carries(parts, &binding) && self_signed_jwt(parts, &binding, creds);
-        if !carries(parts, &binding) && !self_signed {
+        let self_signed = !carries(parts, binding) && self_signed_jwt(parts, binding, creds);
+        if !carries(parts, binding) && !self_signed {
             continue;
         }
         // Least privilege refuses it next; nothing to mint for.
