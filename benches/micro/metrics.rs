@@ -34,7 +34,7 @@ fn swapped_request() -> Event {
 
 fn metrics(c: &mut Criterion) {
     let mut group = c.benchmark_group("metrics");
-    let event = swapped_request();
+    let event = Arc::new(swapped_request());
     for (label, counting) in [("on", true), ("off", false)] {
         // The ring fills during the warm-up, so what is measured is the steady state: a
         // flow in, the oldest out.

@@ -25,9 +25,9 @@ const LIVE_BACKLOG: usize = 256;
 pub struct Flow {
     /// Increasing from 1 for this keygate process.
     pub id: u64,
-    /// The audit event.
+    /// The audit event (shared with the audit writer).
     #[serde(flatten)]
-    pub event: Event,
+    pub event: Arc<Event>,
     /// The refusal code (`not-allowed`, `tripwire`, …) of a `deny`, else none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
@@ -139,7 +139,7 @@ impl Observed {
 }
 
 impl Observer for Observed {
-    fn observe(&self, event: &Event) {
+    fn observe(&self, event: &Arc<Event>) {
         let code = match event.decision {
             Verdict::Deny => event
                 .reason
@@ -184,7 +184,7 @@ impl Observer for Observed {
         }
         let flow = Arc::new(Flow {
             id: self.next.fetch_add(1, Ordering::Relaxed),
-            event: event.clone(),
+            event: Arc::clone(event),
             code,
         });
         {
@@ -219,18 +219,22 @@ mod tests {
         let observed = Observed::default();
         let mut live = observed.subscribe();
         for _ in 0..RING + 5 {
-            observed.observe(&event(Verdict::Intercept, None, Some("anthropic")));
+            observed.observe(&Arc::new(event(
+                Verdict::Intercept,
+                None,
+                Some("anthropic"),
+            )));
         }
-        observed.observe(&event(
+        observed.observe(&Arc::new(event(
             Verdict::Deny,
             Some("tripwire: the dummy of secret `anthropic` was sent to evil.example"),
             Some("anthropic"),
-        ));
-        observed.observe(&event(
+        )));
+        observed.observe(&Arc::new(event(
             Verdict::Deny,
             Some("not-allowed: evil.example:443 is not on the list"),
             None,
-        ));
+        )));
         let recent = observed.recent(3);
         assert_eq!(recent.len(), 3);
         assert_eq!(recent[2].code.as_deref(), Some("not-allowed"));

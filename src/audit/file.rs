@@ -148,7 +148,7 @@ impl FileSink {
     }
 
     /// Appends `events` as one write, under the lock.
-    pub fn append(&mut self, events: &[Box<Event>]) -> io::Result<()> {
+    pub fn append(&mut self, events: &[std::sync::Arc<Event>]) -> io::Result<()> {
         let lock = self.lock.try_clone()?;
         let _locked = Locked::exclusive(&lock)?;
         self.reopen_if_rotated()?;
@@ -228,7 +228,7 @@ fn lines(
     tail: Tail,
     newline: bool,
     marker: Option<&str>,
-    events: &[Box<Event>],
+    events: &[std::sync::Arc<Event>],
 ) -> io::Result<(Vec<u8>, Option<Link>)> {
     let mut out = Vec::new();
     if newline {

@@ -166,7 +166,7 @@ pub fn path_without_query(target: &str) -> String {
 /// not block.
 pub trait Observer: Send + Sync {
     /// Called with each event.
-    fn observe(&self, event: &Event);
+    fn observe(&self, event: &std::sync::Arc<Event>);
 }
 
 /// Handle to the audit writer; cheap to clone. Dropping every handle stops the writer.
@@ -193,7 +193,7 @@ impl std::fmt::Debug for AuditLog {
 
 #[derive(Debug)]
 enum Message {
-    Event(Box<Event>),
+    Event(std::sync::Arc<Event>),
     /// Answered once everything queued before it is written and flushed.
     Flush(mpsc::Sender<()>),
 }
@@ -291,11 +291,13 @@ impl AuditLog {
         {
             let _ = tap.send(event.clone());
         }
+        // Shared, not copied: the observer keeps the event in its ring of recent flows.
+        let event = std::sync::Arc::new(event);
         if let Some(observer) = &self.observer {
             observer.observe(&event);
         }
         if let Some(tx) = &self.tx {
-            let _ = tx.send(Message::Event(Box::new(event)));
+            let _ = tx.send(Message::Event(event));
         }
     }
 
@@ -314,11 +316,11 @@ impl AuditLog {
 /// Where the writer thread puts a batch of events.
 trait Sink {
     /// Appends `events`, chained, and flushes.
-    fn append(&mut self, events: &[Box<Event>]) -> io::Result<()>;
+    fn append(&mut self, events: &[std::sync::Arc<Event>]) -> io::Result<()>;
 }
 
 impl Sink for FileSink {
-    fn append(&mut self, events: &[Box<Event>]) -> io::Result<()> {
+    fn append(&mut self, events: &[std::sync::Arc<Event>]) -> io::Result<()> {
         FileSink::append(self, events)
     }
 }
@@ -330,7 +332,7 @@ struct StreamSink<W> {
 }
 
 impl<W: Write> Sink for StreamSink<W> {
-    fn append(&mut self, events: &[Box<Event>]) -> io::Result<()> {
+    fn append(&mut self, events: &[std::sync::Arc<Event>]) -> io::Result<()> {
         let mut buf = Vec::new();
         for event in events {
             self.chain.push(event.as_ref(), &mut buf)?;
