@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # keygate's end-to-end benchmark: direct vs keygate (intercepting a secret host, and
-# tunnelling an allowed host) vs mitmdump, all on 127.0.0.1 against one local HTTPS
-# upstream, with a third-party load generator (oha; hey for a smoke run on a machine
-# without oha). See docs/PERFORMANCE.md.
+# tunnelling an allowed host) vs a bare Rust MITM (benches/peer: hudsucker swapping the
+# key, nothing else) vs mitmdump, all on 127.0.0.1 against one local HTTPS upstream, with
+# a third-party load generator (oha; hey for a smoke run on a machine without oha). See
+# docs/PERFORMANCE.md.
 #
 #   benches/e2e.sh            full run (about ten minutes, release build); the table
 #   benches/e2e.sh --smoke    seconds: a tiny run of every scenario (debug build); exits
@@ -21,12 +22,14 @@
 #
 # Installs what it needs, once and idempotently: python3, curl, hey (apt-get, when
 # missing), oha (cargo install into benches/.tools: minutes, so a smoke run uses hey
-# unless oha is already there), mitmproxy (pip into benches/.venv).
+# unless oha is already there), mitmproxy (pip into benches/.venv). The hudsucker peer is
+# built with cargo (benches/peer, its own Cargo.lock and target dir) for the full and
+# smoke runs.
 # Environment: E2E_DURATION per load run (full: 5s; --metrics-cost: 4s), E2E_ROUNDS
 # (full: 3; --metrics-cost: 5), E2E_LOADGEN=oha|hey, E2E_RELEASE=1 (release build for
-# --smoke too), E2E_UPSTREAM_THREADS (1), E2E_KEYGATE_WORKERS (keygate's tokio worker
-# threads, given to keygate alone as TOKIO_WORKER_THREADS; default: one per core),
-# E2E_OUT (the table; default target/e2e/latest.md),
+# --smoke too), E2E_UPSTREAM_THREADS (1), E2E_KEYGATE_WORKERS (the tokio worker threads
+# of keygate and of the hudsucker peer, given to them alone as TOKIO_WORKER_THREADS;
+# default: one per core), E2E_OUT (the table; default target/e2e/latest.md),
 # MITMPROXY_SPEC (pip requirement for mitmproxy), E2E_PROFILE_LOAD=small|down|up (the
 # load --profile samples: c=32 small requests, or 1 MiB responses or uploads).
 set -euo pipefail
@@ -40,7 +43,7 @@ case "${1:-}" in
   --memory) MODE=memory ;;
   --metrics-cost) MODE=metrics ;;
   -h | --help)
-    sed -n '2,31p' "$0"
+    sed -n '2,34p' "$0"
     exit 0
     ;;
   *)
@@ -57,7 +60,7 @@ VENV="$BENCH/.venv"
 MITMPROXY_SPEC="${MITMPROXY_SPEC:-mitmproxy>=11,<13}"
 UPSTREAM_THREADS="${E2E_UPSTREAM_THREADS:-1}"
 OUT="${E2E_OUT:-$ROOT/target/e2e/$([ "$MODE" = smoke ] && echo smoke || echo latest).md}"
-SCENARIOS=(direct intercept tunnel mitmdump)
+SCENARIOS=(direct intercept tunnel hudsucker mitmdump)
 
 oha_installed() { [ -x "$OHA" ] && "$OHA" --version 2>/dev/null | grep -qF "$OHA_VERSION"; }
 LOADGEN="${E2E_LOADGEN:-}"
@@ -151,6 +154,20 @@ for line in sys.stdin:
   if [ ! -x "$KEYGATE" ] || [ ! -x "$HELPER" ]; then
     die "cargo build did not report both binaries"
   fi
+}
+
+# Sets PEER to the freshly built hudsucker peer (benches/peer, not in keygate's workspace).
+build_peer() {
+  local flags=(--locked --manifest-path "$BENCH/peer/Cargo.toml" --target-dir "$BENCH/peer/target")
+  local dir=debug
+  if [ "$RELEASE" = 1 ]; then
+    flags+=(--release)
+    dir=release
+  fi
+  log "building the hudsucker peer (cargo build ${flags[*]})"
+  (cd "$BENCH/peer" && cargo build --quiet "${flags[@]}") || die "cargo build of benches/peer failed"
+  PEER="$BENCH/peer/target/$dir/hudsucker-swap"
+  [ -x "$PEER" ] || die "no $PEER after cargo build"
 }
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/keygate-e2e.XXXXXX")"
@@ -248,6 +265,20 @@ start_keygate() {
 }
 declare -A KEYGATES=()
 
+# The bare Rust MITM peer: hudsucker with its own fresh CA (written to
+# $WORK/hudsucker-ca.pem), swapping keygate's dummy for the real key; needs DUMMY.
+start_hudsucker() {
+  HS_PORT="$("$HELPER" free-port)"
+  local workers=()
+  if [ -n "${E2E_KEYGATE_WORKERS:-}" ]; then workers=(env "TOKIO_WORKER_THREADS=$E2E_KEYGATE_WORKERS"); fi
+  "${workers[@]}" "$PEER" --listen "127.0.0.1:$HS_PORT" --ca-out "$WORK/hudsucker-ca.pem" \
+    --upstream-ca "$WORK/pki/root.pem" --dummy "$DUMMY" --real "$REAL" \
+    --resolve "bench.test:$UP_PORT=127.0.0.1:$UP_PORT" >"$WORK/hudsucker.log" 2>&1 &
+  HS_PID=$!
+  PIDS+=("$HS_PID")
+  wait_for hudsucker "$HS_PID" grep -q "listening on" "$WORK/hudsucker.log"
+}
+
 # use_keygate NAME: the keygate start_keygate NAME started is the one loads go through.
 use_keygate() {
   read -r KEYGATE_HOME DUMMY KG_PORT KG_PID <<<"${KEYGATES[$1]}"
@@ -287,6 +318,12 @@ route() {
       OHA_ROUTE=(--no-pre-lookup -x "http://127.0.0.1:$KG_PORT")
       HEY_ROUTE=(-host tunnel.test -x "http://127.0.0.1:$KG_PORT")
       HELPER_ROUTE=(--proxy "127.0.0.1:$KG_PORT")
+      ;;
+    hudsucker)
+      PROXY_PID="${HS_PID:-}"
+      OHA_ROUTE=(--no-pre-lookup -x "http://127.0.0.1:$HS_PORT")
+      HEY_ROUTE=(-host bench.test -x "http://127.0.0.1:$HS_PORT")
+      HELPER_ROUTE=(--proxy "127.0.0.1:$HS_PORT")
       ;;
     mitmdump)
       PROXY_PID="${MP_PID:-}"
@@ -388,13 +425,14 @@ measure_idle() {
   record "$scenario" rss_conn 1 "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["per_conn_bytes"] / 1000)' "$out")"
 }
 
-# The swap really happens through keygate, and only there.
+# The swap really happens through keygate and the hudsucker peer, and only there.
 check_swap() {
   local scenario=$1 want=$2 got
   route "$scenario"
   local via=(--proxy "http://127.0.0.1:$KG_PORT")
   case "$scenario" in
     direct) via=(--connect-to "bench.test:$UP_PORT:127.0.0.1:$UP_PORT") ;;
+    hudsucker) via=(--proxy "http://127.0.0.1:$HS_PORT") ;;
     mitmdump) via=(--proxy "http://127.0.0.1:$MP_PORT") ;;
   esac
   got="$(curl -sS --noproxy '' --cacert "$BUNDLE" "${via[@]}" -H "x-api-key: $DUMMY" "$URL/key")" ||
@@ -430,7 +468,10 @@ machine() {
   local loadgen="oha $OHA_VERSION"
   if [ "$LOADGEN" = hey ]; then loadgen="hey $(dpkg-query -W -f '${Version}' hey 2>/dev/null || true)"; fi
   local mitmdump=""
-  if [ "$MODE" != metrics ]; then mitmdump=", $("$VENV/bin/mitmdump" --version 2>/dev/null | head -n1)"; fi
+  if [ "$MODE" != metrics ]; then mitmdump=", $("$VENV/bin/mitmdump" --version 2>/dev/null | sed -n 1p)"; fi
+  if [ -n "${PEER:-}" ]; then
+    mitmdump+=", peer: benches/peer (hudsucker $(awk '/^name = "hudsucker"$/ { getline; gsub(/[^0-9.]/, ""); print }' "$BENCH/peer/Cargo.lock"))"
+  fi
   printf -- '- keygate %s (%s build), upstream: benches/e2e upstream (%s thread), load: %s%s\n' \
     "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \
     "$(if [ "$MODE" = profile ]; then echo profiling; elif [ "$RELEASE" = 1 ]; then echo release; else echo debug; fi)" "$UPSTREAM_THREADS" "$loadgen" \
@@ -559,6 +600,7 @@ main() {
   local started=$SECONDS
   ensure_tools
   build
+  if [ "$MODE" = full ] || [ "$MODE" = smoke ]; then build_peer; fi
   REAL="sk-bench-real-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
   "$HELPER" pki --out "$WORK/pki" --name bench.test --name tunnel.test
   head -c 1048576 /dev/zero >"$WORK/1mib.bin"
@@ -583,19 +625,25 @@ main() {
       "$(awk -F'\t' '$2 == "rss_conn" { print $4 }' "$TSV")"
     return
   fi
+  start_hudsucker
   start_mitmdump
-  cat "$WORK/pki/root.pem" "$KEYGATE_HOME/ca/keygate-ca.pem" "$WORK/mitm/mitmproxy-ca-cert.pem" >"$BUNDLE"
+  cat "$WORK/pki/root.pem" "$KEYGATE_HOME/ca/keygate-ca.pem" "$WORK/hudsucker-ca.pem" \
+    "$WORK/mitm/mitmproxy-ca-cert.pem" >"$BUNDLE"
   record intercept rss_idle 1 "$(($(rss_kib "$KG_PID") * 1024 / 1000))e-3"
+  record hudsucker rss_idle 1 "$(($(rss_kib "$HS_PID") * 1024 / 1000))e-3"
   record mitmdump rss_idle 1 "$(($(rss_kib "$MP_PID") * 1024 / 1000))e-3"
   check_swap intercept real
+  check_swap hudsucker real
   check_swap direct not-real
   check_swap mitmdump not-real
   log "idle connections ($IDLE_N each)"
   measure_idle intercept "$KG_PID"
+  measure_idle hudsucker "$HS_PID"
   measure_idle mitmdump "$MP_PID"
   local round
   for round in $(seq 1 "$ROUNDS"); do one_round "$round"; done
   record intercept rss_after 1 "$(($(rss_kib "$KG_PID") * 1024 / 1000))e-3"
+  record hudsucker rss_after 1 "$(($(rss_kib "$HS_PID") * 1024 / 1000))e-3"
   record mitmdump rss_after 1 "$(($(rss_kib "$MP_PID") * 1024 / 1000))e-3"
   if grep -qF "$REAL" "$WORK/keygate.log" "$KEYGATE_HOME/audit.jsonl"; then
     die "the real value appears in keygate's log or audit log"

@@ -6,7 +6,7 @@
     e2e_report.py hey FILE FIELD   the same for hey's text summary
     e2e_report.py json FILE KEY    print KEY of a one-line JSON object (sse, idle)
     e2e_report.py table TSV        the markdown table (median of the rounds, spread,
-                                   ratios to direct and to mitmdump, targets)
+                                   ratios to direct, to hudsucker and to mitmdump, targets)
     e2e_report.py cpu TSV          CPU time per request of each process, per scenario
     e2e_report.py metrics-cost TSV keygate with admin.metrics on vs off (--metrics-cost):
                                    CPU per request and req/s, and their differences
@@ -20,8 +20,8 @@ import statistics
 import sys
 from collections import defaultdict
 
-SCENARIOS = ["direct", "intercept", "tunnel", "mitmdump"]
-HEADERS = ["direct", "keygate intercepting", "keygate tunnelling", "mitmdump"]
+SCENARIOS = ["direct", "intercept", "tunnel", "hudsucker", "mitmdump"]
+HEADERS = ["direct", "keygate intercepting", "keygate tunnelling", "hudsucker swap (bare Rust MITM)", "mitmdump"]
 
 # figure key, label, unit-format, higher is better
 FIGURES = [
@@ -154,9 +154,10 @@ def target(figure, m):
 
 def table(tsv):
     values = load(tsv)
-    head = ["figure", *HEADERS, "intercepting ÷ direct", "intercepting ÷ mitmdump", "target (intercepting)", "met"]
+    head = ["figure", *HEADERS, "intercepting ÷ direct", "intercepting ÷ hudsucker", "intercepting ÷ mitmdump",
+            "target (intercepting)", "met"]
     print("| " + " | ".join(head) + " |")
-    print("|" + "|".join(["---"] + ["---:"] * 6 + ["---", "---"]) + "|")
+    print("|" + "|".join(["---"] + ["---:"] * (len(HEADERS) + 3) + ["---", "---"]) + "|")
     for figure, label, fmt, _higher in FIGURES:
         cells, medians = [], {}
         for scenario in SCENARIOS:
@@ -167,6 +168,7 @@ def table(tsv):
             continue
         goal, met = target(figure, medians)
         row = [label, *cells, ratio(medians["intercept"], medians["direct"]),
+               ratio(medians["intercept"], medians["hudsucker"]),
                ratio(medians["intercept"], medians["mitmdump"]), goal, met]
         print("| " + " | ".join(row) + " |")
 
