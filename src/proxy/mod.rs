@@ -125,6 +125,9 @@ pub struct Generation {
     pub tls_client: Client<TlsConnector, Body>,
     /// HTTP/1.1-only pooling client for WebSocket upgrades on intercepted connections.
     pub upgrade_client: Client<TlsConnector, Body>,
+    /// Opens the HTTP/1.1 connections an intercepted client connection holds for its
+    /// upstream ([`upstream::owned`]).
+    pub h1_connector: TlsConnector,
     /// Token caches, real AWS keys and phantom accounts of the secrets of kinds other
     /// than `static` (issue 15).
     pub credentials: Credentials,
@@ -172,7 +175,8 @@ impl Generation {
         Ok(Generation {
             client: builder.clone().set_host(false).build(connector.clone()),
             tls_client,
-            upgrade_client: builder.build(h1_connector),
+            upgrade_client: builder.build(h1_connector.clone()),
+            h1_connector,
             credentials,
             secrets: Arc::new(secrets),
             config,

@@ -17,6 +17,7 @@ use crate::support::proxy::{ProxyBuilder, TestProxy};
 use crate::support::secret::TestSecret;
 use crate::support::stack::Stack;
 use crate::support::upstream::HttpUpstream;
+use crate::support::within;
 
 const HOST: &str = "api.demo.test";
 const OTHER: &str = "other.demo.test";
@@ -174,6 +175,70 @@ async fn requests_share_one_pooled_upstream_connection_across_client_connections
         assert_eq!(s.header("x-api-key"), [secret.real()]);
     }
     drop((first, second));
+    assert_no_leak(secret.real(), &stack.proxy, &saw);
+}
+
+/// An upstream that speaks HTTP/1.1 only (it declines h2): after its first answer,
+/// through the pool, a client connection's requests go on an upstream connection of its
+/// own, kept alive across them (issue 17: no pool checkout per request). Each is still
+/// decided, swapped and scrubbed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_upstream_keeps_one_connection_per_client_connection() {
+    let secret = TestSecret::new("own", &[HOST]);
+    let stack = Stack::start(TestPki::new(), HOST, Alpn::Http1Only, |b| b.secret(&secret)).await;
+    let mut saw = ClientSaw::default();
+    let key = [("x-api-key", secret.dummy())];
+    let mut first = Conn::open(&stack.proxy, HOST, Version::HTTP_11).await;
+    for path in ["/1", "/2", "/3", "/4"] {
+        let resp = first.send(first.get(HOST, path, &key)).await;
+        assert_eq!(saw.read(resp).await.0.status, StatusCode::OK);
+    }
+    assert_eq!(
+        stack.upstream.handshakes(),
+        2,
+        "the pool's connection for the first request, then the client connection's own for the rest"
+    );
+    let mut second = Conn::open(&stack.proxy, HOST, Version::HTTP_11).await;
+    for path in ["/5", "/6", "/7"] {
+        let resp = second.send(second.get(HOST, path, &key)).await;
+        assert_eq!(saw.read(resp).await.0.status, StatusCode::OK);
+    }
+    assert_eq!(
+        stack.upstream.handshakes(),
+        3,
+        "the second: the pool's idle connection first, then one of its own"
+    );
+    // An h2 client's concurrent streams: one on the connection's own, the rest pooled.
+    let mut third = Conn::open(&stack.proxy, HOST, Version::HTTP_2).await;
+    let resp = third.send(third.get(HOST, "/8", &key)).await;
+    assert_eq!(saw.read(resp).await.0.status, StatusCode::OK);
+    let Conn::H2(h2) = &third else {
+        unreachable!("an h2 connection")
+    };
+    let sends: Vec<_> = (9..14)
+        .map(|i| {
+            let (mut sender, req) = (h2.clone(), third.get(HOST, &format!("/{i}"), &key));
+            tokio::spawn(async move {
+                sender.ready().await.expect("ready");
+                sender.send_request(req).await.expect("a response")
+            })
+        })
+        .collect();
+    for send in sends {
+        let resp = within("a concurrent response", send).await.expect("task");
+        assert_eq!(saw.read(resp).await.0.status, StatusCode::OK);
+    }
+    let seen = stack.upstream.seen();
+    assert_eq!(seen.len(), 13);
+    for s in &seen {
+        assert_eq!(s.header("x-api-key"), [secret.real()]);
+    }
+    assert!(
+        stack.upstream.negotiated().iter().all(|p| p == "http/1.1"),
+        "{:?}",
+        stack.upstream.negotiated()
+    );
+    drop((first, second, third));
     assert_no_leak(secret.real(), &stack.proxy, &saw);
 }
 

@@ -126,6 +126,7 @@ async fn serve(
         client,
         host,
         port,
+        upstream: Default::default(),
     });
     let svc = service_fn(move |req| exchange::handle(conn.clone(), req));
     let mut builder = auto::Builder::new(TokioExecutor::new());

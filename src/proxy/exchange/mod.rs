@@ -42,6 +42,7 @@ use crate::addon::websocket::FramePolicy;
 use crate::audit::{Event, Kind, Verdict, path_without_query};
 use crate::config::limits::Span;
 use crate::policy::Host;
+use crate::proxy::upstream::owned::{Owned, OwnedError};
 use forward::upstream_error;
 
 /// An intercepted connection: who, and the CONNECT host every request must name.
@@ -58,6 +59,9 @@ pub struct Intercepted {
     pub host: Host,
     /// The CONNECT port.
     pub port: u16,
+    /// The upstream connection this client connection holds, once the upstream has
+    /// answered in HTTP/1.1.
+    pub upstream: Owned,
 }
 
 /// Handles one request of an intercepted connection.
@@ -239,13 +243,12 @@ pub async fn handle(
         }
     };
     let request = Request::from_parts(parts, body);
-    let client = if upgrade.is_some() {
-        &generation.upgrade_client
-    } else {
-        &generation.tls_client
-    };
     proxy.stats.added_request(started.elapsed());
-    let sent = tokio::time::timeout(limits.response_timeout, client.request(request)).await;
+    let sent = tokio::time::timeout(
+        limits.response_timeout,
+        send(&conn, &generation, request, upgrade.is_some()),
+    )
+    .await;
     let response_in = Instant::now();
     if let Some(tripped) = tripped.lock().ok().and_then(|mut t| t.take()) {
         // The upstream got the body up to the dummy and then an aborted request; the
@@ -255,7 +258,7 @@ pub async fn handle(
     }
     let mut response = match sent {
         Ok(Ok(response)) => response,
-        Ok(Err(e)) => return Ok(fail(&flow_record, upstream_error(proxy, &e), &what)),
+        Ok(Err(err)) => return Ok(fail(&flow_record, err, &what)),
         Err(_) => {
             proxy
                 .stats
@@ -312,6 +315,46 @@ pub async fn handle(
     let body = Metered::new(body, flow_record, Direction::Down).boxed();
     proxy.stats.added_response(response_in.elapsed());
     Ok(Response::from_parts(head, body))
+}
+
+/// Sends the prepared request upstream: a WebSocket upgrade through the HTTP/1.1 pool;
+/// else on the connection's own upstream connection once the upstream has answered it
+/// in HTTP/1.1, or through the pool (h2 multiplexed across client connections).
+async fn send(
+    conn: &Intercepted,
+    generation: &Arc<Generation>,
+    request: Request<Body>,
+    upgrade: bool,
+) -> Result<Response<Incoming>, ProxyError> {
+    let proxy = &conn.proxy;
+    if upgrade {
+        return generation
+            .upgrade_client
+            .request(request)
+            .await
+            .map_err(|e| upstream_error(proxy, &e));
+    }
+    let request = match conn.upstream.usable() {
+        true => match conn
+            .upstream
+            .send(generation, &conn.host, conn.port, request)
+            .await
+        {
+            Ok(response) => return Ok(response),
+            // Another stream of this (h2) client connection has it: the pool.
+            Err(OwnedError::Busy(request)) => request,
+            Err(OwnedError::Connect(e)) => return Err(ProxyError::from(&e)),
+            Err(OwnedError::Http(e)) => return Err(ProxyError::Upstream(e.to_string())),
+        },
+        false => request,
+    };
+    let response = generation
+        .tls_client
+        .request(request)
+        .await
+        .map_err(|e| upstream_error(proxy, &e))?;
+    conn.upstream.learn(response.version());
+    Ok(response)
 }
 
 /// A request refused because a reload took away what the connection was opened for.

@@ -7,6 +7,7 @@
 //! For intercepted connections, [`tls`] adds the verified TLS handshake on top.
 
 pub mod credentials;
+pub mod owned;
 pub mod tls;
 
 use std::future::Future;
