@@ -60,7 +60,9 @@ VENV="$BENCH/.venv"
 MITMPROXY_SPEC="${MITMPROXY_SPEC:-mitmproxy>=11,<13}"
 UPSTREAM_THREADS="${E2E_UPSTREAM_THREADS:-1}"
 OUT="${E2E_OUT:-$ROOT/target/e2e/$([ "$MODE" = smoke ] && echo smoke || echo latest).md}"
-SCENARIOS=(direct intercept tunnel hudsucker mitmdump)
+# E2E_SCENARIOS: a subset, in this order (e.g. "intercept hudsucker" for a quick A/B);
+# E2E_UPSTREAM_H2=1: the upstream offers h2 as well as http/1.1 (ALPN).
+read -ra SCENARIOS <<<"${E2E_SCENARIOS:-direct intercept tunnel hudsucker mitmdump}"
 
 oha_installed() { [ -x "$OHA" ] && "$OHA" --version 2>/dev/null | grep -qF "$OHA_VERSION"; }
 LOADGEN="${E2E_LOADGEN:-}"
@@ -230,7 +232,7 @@ start_upstream() {
   UP_PORT="$("$HELPER" free-port)"
   BENCH_REAL_KEY="$REAL" "$HELPER" upstream --listen "127.0.0.1:$UP_PORT" \
     --cert "$WORK/pki/upstream.pem" --key "$WORK/pki/upstream.key" \
-    --threads "$UPSTREAM_THREADS" >"$WORK/upstream.log" 2>&1 &
+    --threads "$UPSTREAM_THREADS" ${E2E_UPSTREAM_H2:+--h2} >"$WORK/upstream.log" 2>&1 &
   UP_PID=$!
   PIDS+=("$UP_PID")
   wait_for upstream "$UP_PID" grep -q "listening on" "$WORK/upstream.log"

@@ -35,13 +35,17 @@ pub fn flow(bindings: Vec<Binding>, intercepted: bool) -> FlowContext {
 }
 
 pub fn flow_to(host: &str, bindings: Vec<Binding>, intercepted: bool) -> FlowContext {
+    context(host, SecretSet::new(bindings), intercepted)
+}
+
+fn context(host: &str, secrets: SecretSet, intercepted: bool) -> FlowContext {
     let port = if intercepted { 443 } else { 80 };
     FlowContext::new(
         "test".into(),
         Host::parse(host).unwrap(),
         port,
         intercepted,
-        Arc::new(SecretSet::new(bindings)),
+        Arc::new(secrets),
     )
 }
 
@@ -56,13 +60,10 @@ pub fn request(uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
 /// A flow on a session's listener: `bindings` with phantoms for dummies (their static
 /// dummies retired).
 pub fn session_flow_to(host: &str, bindings: Vec<Binding>, intercepted: bool) -> FlowContext {
-    let port = if intercepted { 443 } else { 80 };
-    FlowContext::new(
-        "test".into(),
-        Host::parse(host).unwrap(),
-        port,
+    context(
+        host,
+        SecretSet::new(bindings).session().unwrap(),
         intercepted,
-        Arc::new(SecretSet::new(bindings).session().unwrap()),
     )
 }
 

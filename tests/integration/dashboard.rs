@@ -72,6 +72,43 @@ fn admin_token(home: &Path) -> String {
     raw.stdout.trim().to_string()
 }
 
+/// A `keygate start` with the admin API on TCP, `site:80` resolved to `upstream`, one
+/// static secret bound to `secret_host`.
+struct Started {
+    home: tempfile::TempDir,
+    admin_port: u16,
+    keygate: Running,
+    token: String,
+    secret: (KeyutilsEntry, String, String),
+}
+
+fn start(upstream: &HttpUpstream, site: &str, network: &str, secret_host: &str) -> Started {
+    let home = tempfile::tempdir().unwrap();
+    let admin_port = bin::free_port();
+    std::fs::write(
+        home.path().join("keygate.yaml"),
+        format!(
+            "listen: 127.0.0.1:0\nnetwork:\n  mode: custom\n  allow: [\"keygate.test\"]\n{network}admin:\n  listen: 127.0.0.1:{admin_port}\n"
+        ),
+    )
+    .unwrap();
+    let secret = add_secret(home.path(), secret_host);
+    let resolve = format!("{site}:80={}", upstream.addr);
+    let keygate = Running::start(bin::keygate_keyutils(
+        home.path(),
+        &["start", "--resolve", &resolve],
+    ));
+    keygate.wait_for_line("keygate admin API on http://");
+    let token = admin_token(home.path());
+    Started {
+        home,
+        admin_port,
+        keygate,
+        token,
+        secret,
+    }
+}
+
 /// The visible rows of the flow table: `[host, path, decision, status]`.
 const ROWS: &str = "return Array.from(document.querySelectorAll('#flow-rows tr')).map(r => \
      [r.dataset.host, r.children[4].textContent, r.dataset.decision, r.children[7].textContent]);";
@@ -83,26 +120,14 @@ fn the_dashboard_shows_flows_live_and_its_allow_button_lets_the_next_request_thr
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let upstream = runtime.block_on(HttpUpstream::start());
-    let home = tempfile::tempdir().unwrap();
-    let admin_port = bin::free_port();
-    std::fs::write(
-        home.path().join("keygate.yaml"),
-        format!(
-            "listen: 127.0.0.1:0\nnetwork:\n  mode: custom\n  allow: [\"keygate.test\"]\nadmin:\n  listen: 127.0.0.1:{admin_port}\n"
-        ),
-    )
-    .unwrap();
-
     // One static secret, so the page has one to show (and must not show its value).
-    let (_secret, name, real) = add_secret(home.path(), "api.x.test");
-
-    let resolve = format!("{SITE}:80={}", upstream.addr);
-    let keygate = Running::start(bin::keygate_keyutils(
-        home.path(),
-        &["start", "--resolve", &resolve],
-    ));
-    keygate.wait_for_line("keygate admin API on http://");
-    let token = admin_token(home.path());
+    let Started {
+        home,
+        admin_port,
+        keygate,
+        token,
+        secret: (_secret, name, real),
+    } = start(&upstream, SITE, "", "api.x.test");
 
     let driver = Driver::start(&chromium, &chromedriver);
     let browser = driver.session();
@@ -234,23 +259,18 @@ fn the_dashboard_shows_held_requests_and_answers_them() {
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let upstream = runtime.block_on(HttpUpstream::start());
-    let home = tempfile::tempdir().unwrap();
-    let admin_port = bin::free_port();
-    std::fs::write(
-        home.path().join("keygate.yaml"),
-        format!(
-            "listen: 127.0.0.1:0\nnetwork:\n  mode: custom\n  allow: [\"keygate.test\"]\n  ask: true\n  ask_timeout: 20s\nadmin:\n  listen: 127.0.0.1:{admin_port}\n"
-        ),
-    )
-    .unwrap();
-    let (_secret, name, real) = add_secret(home.path(), "api.held.test");
-    let resolve = format!("{HELD}:80={}", upstream.addr);
-    let keygate = Running::start(bin::keygate_keyutils(
-        home.path(),
-        &["start", "--resolve", &resolve],
-    ));
-    keygate.wait_for_line("keygate admin API on http://");
-    let token = admin_token(home.path());
+    let Started {
+        home,
+        admin_port,
+        keygate,
+        token,
+        secret: (_secret, name, real),
+    } = start(
+        &upstream,
+        HELD,
+        "  ask: true\n  ask_timeout: 20s\n",
+        "api.held.test",
+    );
 
     let driver = Driver::start(&chromium, &chromedriver);
     let browser = driver.session();
