@@ -152,6 +152,8 @@ pub async fn handle(
     if bound {
         decode::accept::restrict(&mut parts.headers);
     }
+    // An HTTP/1.1 client sends one request at a time (see upstream::owned).
+    let sequential = parts.version != http::Version::HTTP_2;
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
     let upgrade = upgrade_request(&parts.headers, parts.version)
         .then_some(client_upgrade)
@@ -246,7 +248,7 @@ pub async fn handle(
     proxy.stats.added_request(started.elapsed());
     let sent = tokio::time::timeout(
         limits.response_timeout,
-        send(&conn, &generation, request, upgrade.is_some()),
+        send(&conn, &generation, request, upgrade.is_some(), sequential),
     )
     .await;
     let response_in = Instant::now();
@@ -325,6 +327,7 @@ async fn send(
     generation: &Arc<Generation>,
     request: Request<Body>,
     upgrade: bool,
+    sequential: bool,
 ) -> Result<Response<Incoming>, ProxyError> {
     let proxy = &conn.proxy;
     if upgrade {
@@ -337,7 +340,7 @@ async fn send(
     let request = match conn.upstream.usable() {
         true => match conn
             .upstream
-            .send(generation, &conn.host, conn.port, request)
+            .send(generation, &conn.host, conn.port, request, sequential)
             .await
         {
             Ok(response) => return Ok(response),

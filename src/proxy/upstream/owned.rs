@@ -119,13 +119,25 @@ impl Owned {
     }
 
     /// Claims the slot: `None` when busy; else the claim and the held connection, if it
-    /// is of `generation` and open.
+    /// is of `generation` and open. `sequential`: the client connection is HTTP/1.1, so
+    /// its previous response is through and the held connection is ready at once or
+    /// within moments; an h2 client's other stream may still be streaming a long
+    /// response on it, so then a connection not ready now counts as busy (the pool).
     #[allow(clippy::type_complexity)]
     fn claim(
         &self,
         generation: &Arc<Generation>,
+        sequential: bool,
     ) -> Option<(Claim<'_>, Option<http1::SendRequest<Body>>)> {
         let mut slot = self.lock();
+        if let Slot::Ready(held) = &*slot
+            && Arc::ptr_eq(&held.generation, generation)
+            && !held.sender.is_closed()
+            && !held.sender.is_ready()
+            && !sequential
+        {
+            return None;
+        }
         let held = match std::mem::replace(&mut *slot, Slot::Busy) {
             Slot::Busy => return None,
             Slot::Empty => None,
@@ -144,18 +156,26 @@ impl Owned {
     }
 
     /// Sends `req` (absolute-form, as [`crate::proxy::exchange`] prepares it) to
-    /// `host:port` on the held connection, or on a new one.
+    /// `host:port` on the held connection, or on a new one. `sequential`: the client
+    /// connection speaks HTTP/1.1 (one request at a time), not h2.
     pub async fn send(
         &self,
         generation: &Arc<Generation>,
         host: &Host,
         port: u16,
         req: Request<Body>,
+        sequential: bool,
     ) -> Result<Response<Incoming>, OwnedError> {
-        let Some((claim, held)) = self.claim(generation) else {
+        let Some((claim, held)) = self.claim(generation, sequential) else {
             return Err(OwnedError::Busy(req));
         };
         let origin = origin_form(req);
+        // Ready once the upstream's previous response is read to its end (closed: a
+        // new connection).
+        let held = match held {
+            Some(mut sender) => sender.ready().await.is_ok().then_some(sender),
+            None => None,
+        };
         let req = match held {
             Some(mut sender) => match sender.try_send_request(origin).await {
                 Ok(response) => {
