@@ -9,21 +9,19 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use http_body::Frame;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Admin;
+use super::answer::{AdminBody, error, full, json_status, with_type};
 use super::dashboard;
 use super::metrics::{self, Gauges};
 use super::rules::{self, Added, List};
 use crate::proxy::approvals::Answer;
 use crate::secrets::kind::Kind;
-
-/// The body of every admin answer.
-pub type AdminBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 /// Flows `/api/flows` returns without `?limit=`.
 const DEFAULT_LIMIT: usize = 100;
@@ -72,38 +70,8 @@ pub async fn handle(admin: Arc<Admin>, req: Request<hyper::body::Incoming>) -> R
     }
 }
 
-fn full(bytes: impl Into<Bytes>) -> AdminBody {
-    Full::new(bytes.into()).boxed()
-}
-
-/// An empty body.
-pub fn empty() -> AdminBody {
-    full(Bytes::new())
-}
-
-fn with_type(mut response: Response<AdminBody>, kind: &'static str) -> Response<AdminBody> {
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-fn json_status(status: StatusCode, value: &Value) -> Response<AdminBody> {
-    let mut response = Response::new(full(format!("{value}\n")));
-    *response.status_mut() = status;
-    with_type(response, "application/json")
-}
-
 fn json_ok(value: &Value) -> Response<AdminBody> {
     json_status(StatusCode::OK, value)
-}
-
-/// An error answer.
-pub fn error(status: StatusCode, code: &str, reason: String) -> Response<AdminBody> {
-    json_status(status, &json!({"error": code, "reason": reason}))
 }
 
 fn readyz(admin: &Admin) -> Response<AdminBody> {

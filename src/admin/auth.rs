@@ -6,7 +6,7 @@
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 
-use super::api::{AdminBody, error};
+use super::answer::{AdminBody, error};
 use crate::secrets::SecretValue;
 
 /// The keyring account of the admin token. Secret names start with a letter or a
@@ -92,7 +92,7 @@ pub fn check<B>(req: &Request<B>, token: &SecretValue, listen: std::net::SocketA
         && let Some(given) = query_token
         && same(given.as_bytes(), token.expose().as_bytes())
     {
-        let mut answer = Response::new(super::api::empty());
+        let mut answer = Response::new(super::answer::empty());
         *answer.status_mut() = StatusCode::SEE_OTHER;
         answer
             .headers_mut()

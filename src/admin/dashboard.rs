@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 
-use super::api::{AdminBody, error};
+use super::answer::{AdminBody, error};
 
 const INDEX: &str = include_str!("dashboard/index.html");
 const APP: &str = include_str!("dashboard/app.js");

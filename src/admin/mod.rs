@@ -14,6 +14,7 @@
 //! * [`metrics`]: the Prometheus text format.
 //! * [`rules`]: a pattern added to keygate.yaml, comments kept.
 
+pub mod answer;
 pub mod api;
 pub mod auth;
 pub mod dashboard;
@@ -94,7 +95,7 @@ pub fn bind_unix(path: &Path) -> io::Result<tokio::net::UnixListener> {
 async fn serve_connection<I, S>(io: I, service: S, stop: CancellationToken)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = api::AdminBody>,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = answer::AdminBody>,
 {
     let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
     tokio::pin!(conn);
