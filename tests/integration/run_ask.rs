@@ -272,7 +272,8 @@ fn without_a_terminal_nothing_is_held() {
     assert!(!audit.contains("asked"), "{audit}");
 }
 
-/// The jail's seccomp filter: a jailed command that shares keygate's terminal cannot
+/// The jail's seccomp filter (this test runs as whoever runs the suite: root here and in
+/// CI; the next one as uid 65534): a jailed command that shares keygate's terminal cannot
 /// push keys into it (TIOCSTI), so it can neither answer `--ask`'s prompt itself nor
 /// type into the user's shell after keygate exits. Unjailed, the same call works where
 /// the kernel still allows it (`dev.tty.legacy_tiocsti`): the probe is not merely broken.
@@ -318,5 +319,58 @@ fn a_jailed_command_cannot_push_keys_into_the_terminal() {
             ],
         );
         assert!(out.contains("tiocsti=injected"), "{out}");
+    }
+}
+
+/// As [`a_jailed_command_cannot_push_keys_into_the_terminal`], with keygate and the
+/// jailed command run as an ordinary user (uid 65534 via setpriv, no capabilities): root
+/// could do more than a user, so the refusal must hold for a user too. Unjailed as that
+/// user the call works (where the kernel allows it): the filter, not the uid, refuses.
+#[test]
+fn a_jailed_command_cannot_push_keys_into_the_terminal_as_an_unprivileged_user() {
+    if !ready() || !crate::jail::jail_available() {
+        return;
+    }
+    let Some(uid) = crate::jail::unprivileged_user() else {
+        return;
+    };
+    let home = home("20s");
+    let cwd = tempfile::tempdir().unwrap();
+    for dir in [home.path(), cwd.path()] {
+        let chown = std::process::Command::new("chown")
+            .args(["-R", &format!("{uid}:{uid}")])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(chown.success());
+    }
+    // Double quotes only: the probe travels in a single-quoted shell variable.
+    let probe = "import fcntl, os, termios\ntry:\n    fcntl.ioctl(0, termios.TIOCSTI, b\"x\"); print(\"tiocsti=\" + \"injected\", os.getuid())\nexcept OSError as e:\n    print(\"tiocsti=\" + type(e).__name__, os.getuid())\n";
+    let as_user = |extra: &str| {
+        format!(
+            "cd {cwd} && exec setpriv --reuid={uid} --regid={uid} --clear-groups -- env HOME={cwd} {keygate} --home {home} run {extra} -- /usr/bin/python3 -c \"$PROBE\"",
+            cwd = cwd.path().display(),
+            keygate = env!("CARGO_BIN_EXE_keygate"),
+            home = home.path().display(),
+        )
+    };
+    let run = |extra: &str| {
+        let script = format!("export PROBE='{probe}'; {}", as_user(extra));
+        on_terminal(&[], &["/bin/sh", "-c", &script])
+    };
+    let (out, code, _) = run("");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("tiocsti=PermissionError {uid}")),
+        "jailed, as uid {uid}: {out}"
+    );
+    let legacy =
+        std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti").is_ok_and(|v| v.trim() == "1");
+    if legacy {
+        let (out, _, _) = run("--no-jail");
+        assert!(
+            out.contains(&format!("tiocsti=injected {uid}")),
+            "unjailed, as uid {uid}: {out}"
+        );
     }
 }
