@@ -19,7 +19,7 @@ use super::Admin;
 use super::answer::{AdminBody, error, full, json_status, with_type};
 use super::dashboard;
 use super::metrics::{self, Gauges};
-use super::rules::{self, Added, List};
+use super::rules::{self, List, WriteError};
 use crate::proxy::approvals::Answer;
 use crate::secrets::kind::Kind;
 
@@ -312,29 +312,27 @@ async fn apply_rule(
 ) -> Result<Option<String>, Response<AdminBody>> {
     let _edit = admin.rules_lock.lock().await;
     let path = admin.config_file.clone();
-    let before = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => {
+    let before = match rules::write(&path, list, pattern) {
+        Ok(Some(before)) => before,
+        Ok(None) => return Ok(None),
+        Err(WriteError::Bad(reason)) => {
+            return Err(error(StatusCode::BAD_REQUEST, "bad-rule", reason));
+        }
+        Err(WriteError::Unreadable(reason)) => {
             return Err(error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "config-unreadable",
-                format!("cannot read {}: {e}", path.display()),
+                reason,
+            ));
+        }
+        Err(WriteError::Unwritable(reason)) => {
+            return Err(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "config-unwritable",
+                reason,
             ));
         }
     };
-    let after = match rules::add(&before, list, pattern) {
-        Ok(Added::Changed(text)) => text,
-        Ok(Added::AlreadyThere) => return Ok(None),
-        Err(reason) => return Err(error(StatusCode::BAD_REQUEST, "bad-rule", reason)),
-    };
-    if let Err(e) = crate::home::write_atomic(&path, after.as_bytes(), crate::home::FILE_MODE) {
-        return Err(error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "config-unwritable",
-            format!("cannot write {}: {e}", path.display()),
-        ));
-    }
     match (admin.reload)().await {
         Ok(message) => {
             tracing::info!(

@@ -36,6 +36,44 @@ pub enum Added {
     AlreadyThere,
 }
 
+/// Why [`write`] left the file alone.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The file could not be read.
+    Unreadable(String),
+    /// The pattern, or the file's way of writing the list, does not allow the edit.
+    Bad(String),
+    /// The edited file could not be written.
+    Unwritable(String),
+}
+
+/// Adds `pattern` to `list` in the keygate.yaml at `path` (a missing file is empty),
+/// atomically, comments kept: the text before the edit, or `None` when the pattern was
+/// already there.
+pub fn write(
+    path: &std::path::Path,
+    list: List,
+    pattern: &str,
+) -> Result<Option<String>, WriteError> {
+    let before = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(WriteError::Unreadable(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let after = match add(&before, list, pattern).map_err(WriteError::Bad)? {
+        Added::Changed(text) => text,
+        Added::AlreadyThere => return Ok(None),
+    };
+    crate::home::write_atomic(path, after.as_bytes(), crate::home::FILE_MODE)
+        .map_err(|e| WriteError::Unwritable(format!("cannot write {}: {e}", path.display())))?;
+    Ok(Some(before))
+}
+
 /// `text` (keygate.yaml, possibly empty) with `pattern` added to `list`. `Err` says why
 /// the file could not be edited safely.
 pub fn add(text: &str, list: List, pattern: &str) -> Result<Added, String> {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
-use keygate::admin::rules::{self, Added, List};
+use keygate::admin::rules::{self, List, WriteError};
 use keygate::proxy::Proxy;
 use keygate::proxy::approvals::{Answer, Pending};
 
@@ -288,6 +288,30 @@ fn parse(text: &str) -> Option<Answer> {
     }
 }
 
+/// `--ask`: the terminal to ask on, with `network.ask` on for this run; none (with a
+/// warning) when keygate has no terminal. `network.ask: true` in keygate.yaml asks on
+/// the terminal too.
+pub(super) fn asking(
+    args: &crate::cli::RunArgs,
+    config: &mut keygate::config::Config,
+) -> Option<Arc<Terminal>> {
+    if !args.ask && !config.ask {
+        return None;
+    }
+    let terminal = Terminal::open();
+    if terminal.is_none() && args.ask {
+        eprintln!(
+            "keygate: {}: standard input is not a terminal, so there is nobody to ask; requests to hosts that are not allowed are refused at once",
+            match args.ask {
+                true => "--ask",
+                false => "network.ask",
+            }
+        );
+    }
+    config.ask = terminal.is_some();
+    terminal
+}
+
 /// Asks on `terminal` about each request `proxy` holds, one at a time, until the proxy
 /// is dropped. "Always" writes the rule to `config_file` and is remembered for the rest
 /// of the run (the session's policy is not reloaded).
@@ -328,29 +352,15 @@ pub async fn prompts(proxy: Arc<Proxy>, terminal: Arc<Terminal>, config_file: Pa
 /// Adds `pattern` to `network.allow` in `path`, keeping its comments; says what
 /// happened (a failure still allows the host for the rest of the run).
 fn write_rule(path: &std::path::Path, pattern: &str) -> String {
-    let before = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => {
-            return format!(
-                "allowed {pattern} for this run; cannot read {}: {e}",
-                path.display()
-            );
+    match rules::write(path, List::Allow, pattern) {
+        Ok(Some(_)) => format!("added {pattern} to network.allow in {}", path.display()),
+        Ok(None) => format!("{pattern} is already in network.allow"),
+        Err(WriteError::Bad(reason)) => {
+            format!("allowed {pattern} for this run; not written: {reason}")
         }
-    };
-    let after = match rules::add(&before, List::Allow, pattern) {
-        Ok(Added::Changed(text)) => text,
-        Ok(Added::AlreadyThere) => {
-            return format!("{pattern} is already in network.allow");
+        Err(WriteError::Unreadable(reason) | WriteError::Unwritable(reason)) => {
+            format!("allowed {pattern} for this run; {reason}")
         }
-        Err(reason) => return format!("allowed {pattern} for this run; not written: {reason}"),
-    };
-    match keygate::home::write_atomic(path, after.as_bytes(), keygate::home::FILE_MODE) {
-        Ok(()) => format!("added {pattern} to network.allow in {}", path.display()),
-        Err(e) => format!(
-            "allowed {pattern} for this run; cannot write {}: {e}",
-            path.display()
-        ),
     }
 }
 

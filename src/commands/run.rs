@@ -77,7 +77,7 @@ pub fn run(home: &Home, mut args: RunArgs) -> Result<u8, Failure> {
         .into());
     }
     #[cfg(unix)]
-    let terminal = super::session::asking(&args, &mut config);
+    let terminal = super::ask::asking(&args, &mut config);
     #[cfg(not(unix))]
     let terminal: Option<std::sync::Arc<()>> = None;
     let ca = super::ca::ensure_ca(home)?;

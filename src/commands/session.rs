@@ -125,7 +125,7 @@ pub fn run(
         command: args.command.clone(),
     };
     let command_name = command_name(&args.command);
-    let terminal = asking(&args, &mut config);
+    let terminal = super::ask::asking(&args, &mut config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -187,27 +187,6 @@ pub fn run(
         printer.finish();
         status
     })
-}
-
-/// `--ask`: the terminal to ask on, with `network.ask` on for this run; none (with a
-/// warning) when keygate has no terminal. `network.ask: true` in keygate.yaml asks on
-/// the terminal too.
-pub(super) fn asking(args: &RunArgs, config: &mut Config) -> Option<Arc<Terminal>> {
-    if !args.ask && !config.ask {
-        return None;
-    }
-    let terminal = Terminal::open();
-    if terminal.is_none() && args.ask {
-        eprintln!(
-            "keygate: {}: standard input is not a terminal, so there is nobody to ask; requests to hosts that are not allowed are refused at once",
-            match args.ask {
-                true => "--ask",
-                false => "network.ask",
-            }
-        );
-    }
-    config.ask = terminal.is_some();
-    terminal
 }
 
 /// Where the session's proxy listens.
